@@ -123,3 +123,17 @@ def tree_size(path):
                 count += 1
                 size += os.lstat(full).st_size
     return count, size
+
+
+def copy_owner_mode(reference, path, recursive=False):
+    """Give ``path`` (and with ``recursive`` everything below it) the owner of ``reference``, so the app can
+    still write restored data; the top gets ``reference``'s mode too."""
+    info = os.stat(reference)
+    os.chmod(path, info.st_mode & 0o7777)
+    if os.geteuid() != 0:
+        return
+    os.chown(path, info.st_uid, info.st_gid)
+    if recursive:
+        for root, dirs, files in os.walk(path):
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), info.st_uid, info.st_gid)

@@ -1,0 +1,312 @@
+# -*- coding: utf-8 -*-
+# Copyright: Lifeboat maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""backup_restore: put a backup in place of an environment's data without ever losing the data it replaces.
+
+See docs/internals.md ("Restore, step by step") for the sequence and the swap journal.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import archive
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
+    LifeboatError,
+    atomic_write_json,
+    copy_owner_mode,
+    isoformat,
+    read_json,
+    remove_path,
+    sha256_file,
+    utcnow,
+)
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines import PREVIOUS_SUFFIX, apply_op, swap_path_ops
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
+
+# --- the swap journal -----------------------------------------------------------------------------
+
+def _write_journal(env, journal):
+    atomic_write_json(env.journal_path(), journal)
+
+
+def _run_ops(env, journal, terminate):
+    ops = journal["ops"]
+    while journal["progress"] < len(ops):
+        op = ops[journal["progress"]]
+        if op["kind"] == "pg_swap":
+            if not env.engine.swap_done(op):
+                env.engine.apply_swap(op, terminate)
+        else:
+            apply_op(op)
+        journal["progress"] += 1
+        _write_journal(env, journal)
+
+
+def _finish(env, journal):
+    """After the commit point: open the new data, record it, drop copies beyond keep_previous."""
+    generation = journal["generation"]
+    prev_names = [d["previous"] for d in generation["databases"]]
+    env.engine.after_swap([d["target"] for d in journal["targets"]], prev_names)
+    state = env.state()
+    previous = list(state.get("previous", []))
+    if journal.get("consumes"):
+        previous = [g for g in previous if g["stamp"] != journal["consumes"]]
+    if generation["databases"] or generation["files"]:
+        previous.insert(0, generation)
+    kept, dropped = previous[:journal["keep_previous"]], previous[journal["keep_previous"]:]
+    for old in dropped:
+        _drop_generation(env, old)
+    state.update(current=journal["backup"], previous=kept)
+    env.catalog.write_state(env.name, state)
+    os.unlink(env.journal_path())
+    return generation if generation in kept else None
+
+
+def _drop_generation(env, generation):
+    for database in generation["databases"]:
+        env.engine.drop(database["previous"])
+    if generation["files"]:
+        remove_path(generation["files"])
+
+
+def recover(env):
+    """Finish or undo a swap that an earlier run left half done. Returns a warning or None."""
+    journal = read_json(env.journal_path())
+    if journal is None:
+        return None
+    if journal.get("engine") != env.engine.name:
+        raise LifeboatError("the swap journal %s was written for engine %s; run again with that engine"
+                            % (env.journal_path(), journal.get("engine")))
+    first = journal["ops"][0] if journal["ops"] else None
+    if journal["progress"] == 0 and first and first["kind"] == "pg_swap" and not env.engine.swap_done(first):
+        # The commit point was never reached: the environment still runs on its old data.
+        for target, _staging, previous in first["pairs"]:
+            if previous and env.engine.exists(target):
+                env.engine.server.set_allow_connections(target, True)
+        os.unlink(env.journal_path())
+        return "an interrupted restore of backup %s was undone; the environment kept its data" % journal["backup"]["id"]
+    _run_ops(env, journal, terminate=True)
+    _finish(env, journal)
+    return "an interrupted restore of backup %s was completed" % journal["backup"]["id"]
+
+
+def remove_leftovers(env):
+    """Staging copies and temporary files of runs that died before their swap began."""
+    for target in env.targets.values():
+        for name in env.engine.leftover_staging(target):
+            env.engine.drop(name)
+    staging = env.staging_files()
+    if staging and os.path.lexists(staging):
+        remove_path(staging)
+    env.catalog.clean_tmp(env.name)
+
+
+# --- what to restore --------------------------------------------------------------------------------
+
+def resolve_source(env, params, verify):
+    """The archive to restore: a catalog entry or a file on the node, with what identifies it."""
+    if params.get("src"):
+        src = params["src"]
+        if not os.path.isfile(src):
+            raise LifeboatError("archive %s does not exist on this node" % src)
+        digest = sha256_file(src)
+        return {"id": None, "label": None, "src": src, "sha256": digest, "path": src}
+    if not os.path.isdir(env.catalog.env_dir(env.name)):
+        raise LifeboatError("environment %s has no backups in catalog %s" % (env.name, env.catalog.root))
+    entry = env.catalog.resolve(env.name, params.get("backup") or "latest")
+    path = env.catalog.archive_path(entry)
+    if not os.path.isfile(path):
+        raise LifeboatError("the archive of backup %s is missing: %s" % (entry["id"], path))
+    if verify and sha256_file(path) != entry["sha256"]:
+        raise LifeboatError("the archive of backup %s is damaged: its SHA-256 no longer matches the catalog (%s)"
+                            % (entry["id"], path))
+    return {"id": entry["id"], "label": entry.get("label"), "src": None, "sha256": entry["sha256"], "path": path}
+
+
+def _same(current, source):
+    return bool(current) and current.get("sha256") == source["sha256"]
+
+
+def _name(backup):
+    """How --diff names a backup: its id, or the archive it came from."""
+    return (backup.get("id") or backup.get("src")) if backup else None
+
+
+def _describe(backup):
+    if not backup:
+        return None
+    return {"id": backup.get("id"), "label": backup.get("label"), "src": backup.get("src")}
+
+
+# --- the two operations -------------------------------------------------------------------------
+
+def restore(params, check_mode=False):
+    env = Environment(params)
+    try:
+        if params.get("rollback"):
+            return _rollback(env, params, check_mode)
+        return _restore(env, params, check_mode)
+    finally:
+        env.close()
+
+
+def _check_sessions(env, terminate):
+    for target in env.targets.values():
+        count = env.engine.session_count(target)
+        if count and not terminate:
+            raise LifeboatError(
+                "database %s is in use, %d session(s) connected (is the app still running?); stop the app or set "
+                "terminate_sessions: true" % (target, count))
+        if count and terminate and not env.engine.atomic_swap:
+            env.engine.terminate_sessions(target)
+
+
+def _restore(env, params, check_mode):
+    started = time.monotonic()
+    if check_mode:
+        source = resolve_source(env, params, verify=True)
+        current = env.state().get("current")
+        changed = params["force"] or not _same(current, source)
+        return _result(changed, current, source, None, started, [])
+    warnings = []
+    with env.catalog.lock(env.name, "restore"):
+        warning = recover(env)
+        if warning:
+            warnings.append(warning)
+        remove_leftovers(env)
+        source = resolve_source(env, params, verify=False)
+        current = env.state().get("current")
+        if not params["force"] and _same(current, source):
+            return _result(False, current, source, None, started, warnings)
+        _check_sessions(env, params["terminate_sessions"])
+        try:
+            journal = _stage(env, params, source, warnings)
+        except BaseException:
+            _discard_staging(env)
+            raise
+        _write_journal(env, journal)
+        _run_ops(env, journal, params["terminate_sessions"])
+        kept = _finish(env, journal)
+        env.catalog.clean_tmp(env.name)
+    return _result(True, current, source, kept, started, warnings)
+
+
+def _stage(env, params, source, warnings):
+    """Open the archive and build every staging copy. Touches nothing the environment runs on."""
+    work = tempfile.mkdtemp(prefix="restore-", dir=env.catalog.tmp_dir(env.name))
+    staging_files = env.staging_files()
+    if staging_files and not os.path.isdir(os.path.dirname(staging_files)):
+        raise LifeboatError("the parent directory of files_path %s does not exist" % env.files_path)
+    contents = archive.read_path(source["path"], db_dir=os.path.join(work, "db"), tree_dir=staging_files)
+    if MAIN not in contents.databases:
+        raise LifeboatError("archive %s holds no main database (db/db.backup)" % source["path"])
+    pairs = []
+    stamp = env.stamp()
+    for name, target in env.targets.items():
+        staging = env.engine.staging_name(target)
+        env.engine.stage(target, contents.databases[name], staging, owner=params.get("owner"))
+        previous = env.engine.previous_name(target, stamp) if env.engine.exists(target) else None
+        pairs.append((target, staging, previous))
+    ops = env.engine.swap_ops(pairs)
+    files_previous = None
+    if staging_files and contents.tree is not None:
+        if os.path.lexists(env.files_path):
+            copy_owner_mode(env.files_path, staging_files, recursive=True)
+            files_previous = env.files_path + PREVIOUS_SUFFIX + stamp
+        ops.extend(swap_path_ops(staging_files, env.files_path, files_previous))
+    elif env.files_path:
+        warnings.append("the archive has no file store; %s was left as it is" % env.files_path)
+    remove_path(work)
+    return _journal(env, params, pairs, ops, stamp, files_previous,
+                    backup={"id": source["id"], "label": source["label"], "src": source["src"],
+                            "sha256": source["sha256"], "restored_at": isoformat(utcnow())},
+                    replaced=env.state().get("current"))
+
+
+def _journal(env, params, pairs, ops, stamp, files_previous, backup, replaced, consumes=None):
+    return {
+        "engine": env.engine.name,
+        "ops": ops,
+        "progress": 0,
+        "backup": backup,
+        "consumes": consumes,
+        "keep_previous": params["keep_previous"],
+        "targets": [{"name": name, "target": target} for name, target in env.targets.items()],
+        "generation": {
+            "stamp": stamp,
+            "backup": replaced,
+            "databases": [{"target": t, "previous": p} for t, _s, p in pairs if p],
+            "files": files_previous,
+        },
+    }
+
+
+def _discard_staging(env):
+    for target in env.targets.values():
+        env.engine.drop(env.engine.staging_name(target))
+    staging = env.staging_files()
+    if staging and os.path.lexists(staging):
+        remove_path(staging)
+    env.catalog.clean_tmp(env.name)
+
+
+def _rollback(env, params, check_mode):
+    started = time.monotonic()
+    state = env.state()
+    previous = state.get("previous") or []
+    if not previous:
+        raise LifeboatError("environment %s has no previous copy to roll back to" % env.name)
+    generation = previous[0]
+    current = state.get("current")
+    target_back = generation.get("backup")
+    if check_mode:
+        return _result(True, current, target_back or {}, None, started, [])
+    warnings = []
+    with env.catalog.lock(env.name, "rollback"):
+        warning = recover(env)
+        if warning:
+            warnings.append(warning)
+        remove_leftovers(env)
+        generation = (env.state().get("previous") or [generation])[0]
+        _check_sessions(env, params["terminate_sessions"])
+        stamp = env.stamp()
+        pairs = []
+        for database in generation["databases"]:
+            target = database["target"]
+            if not env.engine.exists(database["previous"]):
+                raise LifeboatError("previous copy %s of %s is gone; cannot roll back" % (database["previous"], target))
+            newer = env.engine.previous_name(target, stamp) if env.engine.exists(target) else None
+            pairs.append((target, database["previous"], newer))
+        ops = env.engine.swap_ops(pairs)
+        files_previous = None
+        if generation["files"]:
+            if os.path.lexists(env.files_path):
+                files_previous = env.files_path + PREVIOUS_SUFFIX + stamp
+            ops.extend(swap_path_ops(generation["files"], env.files_path, files_previous))
+        journal = _journal(env, params, pairs, ops, stamp, files_previous, backup=target_back,
+                           replaced=current, consumes=generation["stamp"])
+        # A rollback keeps what it replaces, whatever keep_previous says: it is how to undo the rollback.
+        journal["keep_previous"] = max(params["keep_previous"], 1)
+        _write_journal(env, journal)
+        _run_ops(env, journal, params["terminate_sessions"])
+        kept = _finish(env, journal)
+    return _result(True, current, target_back or {}, kept, started, warnings)
+
+
+def _result(changed, current, source, kept, started, warnings):
+    restored = _describe(source)
+    return {
+        "changed": changed,
+        "restored": restored,
+        "previous": {
+            "databases": [d["previous"] for d in kept["databases"]] if kept else [],
+            "files": kept["files"] if kept else None,
+        },
+        "duration": round(time.monotonic() - started, 3),
+        "warnings": warnings,
+        "diff": {"before": {"backup": _name(current)}, "after": {"backup": _name(restored)}},
+    }
+

@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+# Copyright: Lifeboat maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one place where an AnsibleModule meets Lifeboat's operations."""
+
+from __future__ import annotations
+
+import errno
+
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR
+
+
+def require_libraries(module):
+    """Before anything connects: a missing library is the operator's first message."""
+    if module.params.get("engine", "postgresql") == "postgresql" and not HAS_PSYCOPG:
+        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+
+
+def run_module(module, operation):
+    """Run ``operation(params, check_mode=...)`` and turn its result or error into the module's result."""
+    require_libraries(module)
+    try:
+        result = operation(module.params, check_mode=module.check_mode)
+    except LifeboatError as exc:
+        module.fail_json(msg=str(exc))
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            module.fail_json(msg="no space left on device (%s); nothing was changed, free some space and run "
+                                 "again" % (exc.filename or "disk"))
+        module.fail_json(msg="%s%s" % (exc.strerror or exc, " (%s)" % exc.filename if exc.filename else ""))
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
+    diff = result.pop("diff", None)
+    if module._diff and diff is not None:
+        result["diff"] = diff
+    module.exit_json(**result)

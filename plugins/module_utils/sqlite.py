@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# Copyright: Lifeboat maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The embedded engine: SQLite files, with the standard library only."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from urllib.parse import quote
+
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, fsync_dir, fsync_file
+
+# Files SQLite keeps beside a database; a stale one next to a swapped-in file would corrupt it.
+SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+# How long to wait for the application's locks before calling the database "in use".
+BUSY_TIMEOUT = 2.0
+_PAGES_PER_STEP = 1024
+
+
+def server_version():
+    return sqlite3.sqlite_version
+
+
+def is_sqlite_file(path):
+    with open(path, "rb") as handle:
+        return handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+
+
+def _connect_existing(path, timeout=BUSY_TIMEOUT):
+    """Open an existing database; sqlite3.connect would silently create a missing one."""
+    if not os.path.isfile(path):
+        raise LifeboatError("SQLite database %s does not exist" % path)
+    try:
+        return sqlite3.connect("file:%s?mode=rw" % _uri_path(path), uri=True, timeout=timeout, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise LifeboatError("cannot open SQLite database %s: %s" % (path, exc))
+
+
+def _uri_path(path):
+    return quote(os.path.abspath(path))
+
+
+def backup_to(path, dest):
+    """Copy a live database to ``dest`` with the online backup API (consistent while the app writes)."""
+    source = _connect_existing(path)
+    try:
+        target = sqlite3.connect(dest, isolation_level=None)
+        try:
+            source.backup(target, pages=_PAGES_PER_STEP)
+        finally:
+            target.close()
+    except sqlite3.Error as exc:
+        raise LifeboatError("backup of SQLite database %s failed: %s" % (path, exc))
+    finally:
+        source.close()
+    fsync_file(dest)
+    return os.path.getsize(dest)
+
+
+def integrity_check(path):
+    connection = _connect_existing(path)
+    try:
+        rows = connection.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise LifeboatError("SQLite database %s is not usable: %s" % (path, exc))
+    finally:
+        connection.close()
+    result = [row[0] for row in rows]
+    if result != ["ok"]:
+        raise LifeboatError("SQLite integrity check of %s failed: %s" % (path, "; ".join(result[:5])))
+
+
+def restore_to(dump_path, staging):
+    """Build ``staging`` from a backed-up database file and prove it is sound."""
+    if not is_sqlite_file(dump_path):
+        raise LifeboatError("the archive's database is not an SQLite file (wrong engine for this environment?)")
+    for name in (staging,) + tuple(staging + suffix for suffix in SIDECAR_SUFFIXES):
+        if os.path.exists(name):
+            os.unlink(name)
+    backup_to(dump_path, staging)
+    integrity_check(staging)
+    # The copy must be a single self-contained file before it is renamed into place.
+    leftovers = [staging + suffix for suffix in SIDECAR_SUFFIXES if os.path.exists(staging + suffix)]
+    for name in leftovers:
+        os.unlink(name)
+    fsync_dir(os.path.dirname(os.path.abspath(staging)))
+
+
+def in_use(path, timeout=BUSY_TIMEOUT):
+    """True when another process holds a lock on the database (the app is writing or reading).
+
+    SQLite has no sessions to count; failing to take an exclusive lock within ``timeout`` is the sign.
+    Taking the lock also rolls back a hot journal and, on close, checkpoints a WAL file.
+    """
+    if not os.path.exists(path):
+        return False
+    connection = _connect_existing(path, timeout=timeout)
+    try:
+        connection.execute("BEGIN EXCLUSIVE")
+        connection.execute("COMMIT")
+        return False
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return True
+        raise LifeboatError("cannot lock SQLite database %s: %s" % (path, exc))
+    except sqlite3.DatabaseError as exc:
+        raise LifeboatError("SQLite database %s is not usable: %s" % (path, exc))
+    finally:
+        connection.close()
+
+
+def sidecars(path):
+    """The -wal/-shm/-journal files present beside ``path``."""
+    return [path + suffix for suffix in SIDECAR_SUFFIXES if os.path.exists(path + suffix)]

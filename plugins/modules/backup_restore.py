@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: Lifeboat maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: backup_restore
+short_description: Restore a backup into an environment without losing the data it replaces
+version_added: 0.1.0
+description:
+  - Restores an archive from the node's catalog (O(backup)) or from a path on the node (O(src)) into an
+    environment, that is into its database and its file store.
+  - Nothing is lost. Every database is restored into a staging copy created with the same owner, encoding,
+    locale, connection limit, settings and privileges as the database it replaces, checked, and only then
+    swapped in. PostgreSQL databases are renamed in one transaction after new connections are blocked and
+    the remaining sessions ended. The replaced data is kept as a previous copy (O(keep_previous)).
+  - A swap journal in the catalog lets the next run finish or undo a swap that was interrupted. If anything
+    fails before the swap, the environment is exactly as it was; leftovers are removed by the next run.
+  - Accepts Lifeboat archives, Mendix full snapshots (C(.tar.gz)) and bare PostgreSQL custom-format dumps,
+    recognised by their content.
+  - The environment records which backup it runs on; restoring that backup again changes nothing unless
+    O(force=true).
+author: Lifeboat maintainers
+extends_documentation_fragment:
+  - lifeboat.backup.environment
+  - lifeboat.backup.connection
+options:
+  backup:
+    description:
+      - The backup to restore from the catalog, by id, by label, or C(latest).
+      - Defaults to C(latest) when neither O(src) nor O(rollback) is given.
+    type: str
+  src:
+    description:
+      - Path of an archive on the node to restore instead of a catalog backup.
+    type: path
+  owner:
+    description:
+      - Role that owns the restored PostgreSQL database. By default the owner of the database it replaces,
+        or O(login_user) for a new database.
+    type: str
+  keep_previous:
+    description:
+      - How many previous copies of the environment's data to keep. C(0) drops the replaced data once the
+        restore has succeeded.
+    type: int
+    default: 1
+  terminate_sessions:
+    description:
+      - End the sessions still connected to the database (the app is still running). Without it the module
+        refuses while such sessions exist. SQLite files in use cannot be released this way.
+    type: bool
+    default: false
+  force:
+    description:
+      - Restore even when the environment already runs on this backup.
+    type: bool
+    default: false
+  rollback:
+    description:
+      - Swap the most recent previous copy back in, the same safe way. The current data becomes the previous
+        copy, so a rollback can itself be undone.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: Says what would be restored (and checks the archive's checksum) and touches nothing.
+  diff_mode:
+    support: full
+    details: Shows the backup the environment runs on before and after.
+notes:
+  - Supports C(check_mode) and C(--diff).
+seealso:
+  - module: lifeboat.backup.backup_create
+"""
+
+EXAMPLES = r"""
+- name: Restore the latest backup, ending the app's sessions
+  lifeboat.backup.backup_restore:
+    environment: shop-acceptance
+    database: shop
+    files_path: /srv/shop/files
+    backup: latest
+    terminate_sessions: true
+
+- name: Restore a Mendix snapshot copied to the node
+  lifeboat.backup.backup_restore:
+    environment: shop-test
+    database: shop
+    src: /tmp/shop-snapshot.tar.gz
+    owner: shop
+
+- name: Undo the last restore
+  lifeboat.backup.backup_restore:
+    environment: shop-acceptance
+    database: shop
+    files_path: /srv/shop/files
+    rollback: true
+"""
+
+RETURN = r"""
+restored:
+  description: The backup the environment runs on now.
+  returned: always
+  type: dict
+  contains:
+    id:
+      description: Catalog id of the backup (null when restored from O(src)).
+      type: str
+    label:
+      description: Its label, if any.
+      type: str
+    src:
+      description: The archive path, when restored from O(src).
+      type: str
+previous:
+  description: The copies of the replaced data that this run kept.
+  returned: always
+  type: dict
+  contains:
+    databases:
+      description: Names (PostgreSQL) or paths (SQLite) of the kept previous databases.
+      type: list
+      elements: str
+      sample: [shop__lb_prev_20261122130812]
+    files:
+      description: Path of the kept previous file store, or null.
+      type: str
+duration:
+  description: Seconds the restore took.
+  returned: always
+  type: float
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
+from ansible_collections.lifeboat.backup.plugins.module_utils.restore import restore
+from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
+
+
+def main():
+    argument_spec = environment_argument_spec()
+    argument_spec.update(
+        backup=dict(type="str"),
+        src=dict(type="path"),
+        owner=dict(type="str"),
+        keep_previous=dict(type="int", default=1),
+        terminate_sessions=dict(type="bool", default=False),
+        force=dict(type="bool", default=False),
+        rollback=dict(type="bool", default=False),
+    )
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        required_if=REQUIRED_IF,
+        mutually_exclusive=[("backup", "src", "rollback")],
+        supports_check_mode=True,
+    )
+    if module.params["keep_previous"] < 0:
+        module.fail_json(msg="keep_previous must be 0 or more")
+    run_module(module, restore)
+
+
+if __name__ == "__main__":
+    main()

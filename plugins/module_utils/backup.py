@@ -97,7 +97,8 @@ def _write(env, params, work):
         time.monotonic() - started, sum(os.path.getsize(p) for _n, p in dumps), params.get("model_version") or "",
         database_size, files_size)
     suffix = archive.suffix_for(params["compression"], encrypted=False)
-    tmp_archive = os.path.join(work, "archive" + suffix)
+    # Beside, not inside, the work directory: the catalog takes finished archives from .tmp only.
+    tmp_archive = os.path.join(os.path.dirname(work), backup_id + suffix + ".part")
     with open(tmp_archive, "wb") as handle:
         manifest, warnings = archive.write_archive(
             handle, manifest=manifest, metadata=metadata, databases=dumps, files_path=env.files_path,
@@ -117,4 +118,7 @@ def _write(env, params, work):
     )
     for key in ("backup_id", "format", "format_version", "metadata_sha256"):
         entry.pop(key, None)
-    return env.catalog.add(env.name, entry, tmp_archive, suffix), warnings
+    try:
+        return env.catalog.add(env.name, entry, tmp_archive, suffix), warnings
+    finally:
+        remove_path(tmp_archive)

@@ -13,7 +13,7 @@ import pytest
 
 from archives import flip_byte, hostile_archive, truncate
 from datasets import files_snapshot, sqlite_snapshot
-from playbook import run_module
+from playbook import run_module, run_tasks
 
 
 def make_sqlite_app(root):
@@ -98,9 +98,9 @@ def test_round_trip_check_mode_diff_and_idempotence(env):
     restored, _ = run_module("backup_restore", dict(env, backup="nightly"), diff=True)
     assert restored["changed"] is True, restored
     assert restored["restored"]["id"] == backup["id"]
-    assert (sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])) == original
     assert not [p for p in os.listdir(os.path.dirname(env["path"])) if p.startswith("app.db-")], \
         "no -wal/-shm/-journal may survive next to the swapped-in file"
+    assert (sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])) == original
     # The damaged data is kept as the previous copy.
     previous_db = restored["previous"]["databases"][0]
     assert sqlite_snapshot(previous_db) == damaged[0]
@@ -147,30 +147,32 @@ def test_gzip_and_model_version(env):
 BAD = ["flipped", "truncated", "not-an-archive", "dotdot", "absolute", "symlink", "hardlink", "device"]
 
 
-@pytest.mark.parametrize("kind", BAD)
-def test_bad_archives_leave_the_environment_unchanged(env, tmp_path, kind):
+def test_bad_archives_leave_the_environment_unchanged(env, tmp_path):
     created, _ = run_module("backup_create", env)
     damage(env)
     before = sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])
-    src = str(tmp_path / "bad.tar")
-    if kind in ("flipped", "truncated"):
-        shutil.copy(created["backup"]["path"], src)
-        flip_byte(src) if kind == "flipped" else truncate(src)
-    elif kind == "not-an-archive":
-        with open(src, "w") as handle:
-            handle.write("just some text, not a backup\n" * 100)
-    else:
-        hostile_archive(src, kind, env["path"])
+    sources = {}
+    for kind in BAD:
+        src = sources[kind] = str(tmp_path / ("%s.tar" % kind))
+        if kind in ("flipped", "truncated"):
+            shutil.copy(created["backup"]["path"], src)
+            flip_byte(src) if kind == "flipped" else truncate(src)
+        elif kind == "not-an-archive":
+            with open(src, "w") as handle:
+                handle.write("just some text, not a backup\n" * 100)
+        else:
+            hostile_archive(src, kind, env["path"])
 
-    result, _ = run_module("backup_restore", dict(env, src=src))
-    assert result.get("failed") is True, result
-    assert "Traceback" not in result["msg"]
-    assert result["msg"], result
+    # One playbook, one restore task per bad archive (each task's failure is kept, the play goes on).
+    results, _ = run_tasks([{"lifeboat.backup.backup_restore": dict(env, src=src)} for src in sources.values()])
+    for kind, result in zip(sources, results):
+        assert result.get("failed") is True, (kind, result)
+        assert result["msg"] and "Traceback" not in result["msg"], (kind, result)
+    assert "unsafe" in results[BAD.index("dotdot")]["msg"] or ".." in results[BAD.index("dotdot")]["msg"]
     assert (sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])) == before
     assert not os.path.exists("/tmp/lifeboat-escaped.txt")
     assert not os.path.exists(str(tmp_path.parent / "escaped.txt"))
-    leftovers = [p for p in os.listdir(os.path.dirname(env["path"])) if ".lb_" in p]
-    assert leftovers == []
+    assert [p for p in os.listdir(os.path.dirname(env["path"])) if ".lb_" in p] == []
 
 
 def test_damaged_catalog_archive_is_refused(env):

@@ -1,0 +1,314 @@
+# -*- coding: utf-8 -*-
+# Copyright: Lifeboat maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The catalog on a node: one directory per environment with archives, their entries, a lock and state.
+
+Layout (see ``docs/internals.md``)::
+
+    <catalog>/<environment>/<id>.tar[.gz][.age]   the archive (0600)
+                            <id>.json             its entry (0600)
+                            .lock                 flock target; names the holder while held
+                            state.json, journal.json, .tmp/
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import time
+
+from ansible_collections.lifeboat.backup.plugins.module_utils.archive import SUFFIXES
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
+    LifeboatError,
+    atomic_write_json,
+    check_name,
+    fsync_dir,
+    isoformat,
+    read_json,
+    remove_path,
+    sha256_file,
+    utcnow,
+)
+
+DEFAULT_CATALOG = "/var/lib/lifeboat/backups"
+LOCK_NAME = ".lock"
+STATE_NAME = "state.json"
+JOURNAL_NAME = "journal.json"
+TMP_NAME = ".tmp"
+_RESERVED = (STATE_NAME, JOURNAL_NAME)
+# A lock is also held for an instant by lock_holder()'s probe, or by a taker that has not yet written
+# its name: only a holder that names itself makes lock() give up at once.
+_ANONYMOUS_GRACE = 2.0
+_POLL = 0.1
+
+
+class Catalog:
+    def __init__(self, root=DEFAULT_CATALOG):
+        self.root = os.path.abspath(root)
+        self.warnings = []  # damaged entries met while listing, for the module's result
+
+    # ------------------------------------------------------------------------------------ directories
+
+    def env_dir(self, env, create=False):
+        check_name(env, "environment")
+        path = os.path.join(self.root, env)
+        if create:
+            _make_private_dirs(path)
+        return path
+
+    def environments(self):
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(name for name in names if _is_safe_name(name) and os.path.isdir(os.path.join(self.root, name)))
+
+    def tmp_dir(self, env):
+        path = os.path.join(self.env_dir(env, create=True), TMP_NAME)
+        _make_private_dirs(path)
+        return path
+
+    def clean_tmp(self, env):
+        remove_path(os.path.join(self.env_dir(env), TMP_NAME))
+
+    def journal_path(self, env):
+        return os.path.join(self.env_dir(env), JOURNAL_NAME)
+
+    def archive_path(self, entry):
+        return os.path.join(self.env_dir(entry["environment"]), entry["file"])
+
+    # ---------------------------------------------------------------------------------------- entries
+
+    def entries(self, env):
+        """Entries of an environment, newest first; damaged ones are skipped with a warning."""
+        directory = self.env_dir(env)
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise LifeboatError("cannot list %s: %s; run as the catalog's owner" % (directory, exc.strerror))
+        found = []
+        for name in names:
+            if name.endswith(".json") and not name.startswith(".") and name not in _RESERVED:
+                entry = self._load(env, directory, name)
+                if entry is not None:
+                    found.append(entry)
+        found.sort(key=lambda entry: (entry["created_at"], entry["id"]), reverse=True)
+        return found
+
+    def _load(self, env, directory, name):
+        path = os.path.join(directory, name)
+        backup_id = name[: -len(".json")]
+        try:
+            with open(path, "rb") as handle:
+                entry = json.loads(handle.read().decode("utf-8"))
+        except (OSError, ValueError) as exc:
+            return self._damaged(path, "cannot be read (%s)" % exc)
+        if not isinstance(entry, dict):
+            return self._damaged(path, "is not a JSON object")
+        if entry.get("id") != backup_id:
+            return self._damaged(path, "names backup %r" % entry.get("id"))
+        if not isinstance(entry.get("created_at"), str):
+            return self._damaged(path, "has no created_at")
+        archive = entry.get("file")
+        if not isinstance(archive, str) or archive not in (backup_id + suffix for suffix in SUFFIXES):
+            return self._damaged(path, "names the archive file %r" % archive)
+        if not os.path.isfile(os.path.join(directory, archive)):
+            return self._damaged(path, "belongs to the archive %s, which is missing" % archive)
+        entry["environment"] = env
+        entry["path"] = os.path.join(directory, archive)  # where it is now, should the catalog have moved
+        return entry
+
+    def _damaged(self, path, problem):
+        warning = "ignored the catalog entry %s: it %s; repair or remove it" % (path, problem)
+        if warning not in self.warnings:
+            self.warnings.append(warning)
+        return None
+
+    def get(self, env, backup_id):
+        return next((entry for entry in self.entries(env) if entry["id"] == backup_id), None)
+
+    def find_by_label(self, env, label):
+        return next((entry for entry in self.entries(env) if entry.get("label") == label), None)
+
+    def find_by_sha256(self, env, sha256):
+        return next((entry for entry in self.entries(env) if entry.get("sha256") == sha256), None)
+
+    def resolve(self, env, ref):
+        """The entry named by ``ref``: a backup id, a label, or 'latest'."""
+        entries = self.entries(env)
+        if ref == "latest" and entries:
+            return entries[0]
+        for key in ("id", "label"):
+            for entry in entries:
+                if entry.get(key) == ref:
+                    return entry
+        if not entries:
+            raise LifeboatError("environment '%s' has no backups in catalog %s" % (env, self.root))
+        known = ", ".join(
+            entry["id"] + (" (%s)" % entry["label"] if entry.get("label") else "") for entry in entries[:5]
+        )
+        raise LifeboatError(
+            "environment '%s' has no backup '%s' (catalog %s); newest known: %s" % (env, ref, self.root, known)
+        )
+
+    def add(self, env, entry, tmp_path, suffix):
+        """Store a finished archive from the environment's .tmp/ as ``<id><suffix>`` and write its entry."""
+        backup_id = check_name(entry.get("id"), "backup id")
+        if suffix not in SUFFIXES or not isinstance(entry.get("created_at"), str):
+            raise ValueError("add() needs a known suffix (not %r) and an entry with created_at" % suffix)
+        directory = self.env_dir(env, create=True)
+        if os.path.dirname(os.path.realpath(tmp_path)) != os.path.realpath(os.path.join(directory, TMP_NAME)):
+            raise ValueError("%s is not in the .tmp directory of environment %s" % (tmp_path, env))
+        name = backup_id + suffix
+        final = os.path.join(directory, name)
+        entry_path = os.path.join(directory, backup_id + ".json")
+        taken = [entry_path] + [os.path.join(directory, backup_id + other) for other in SUFFIXES]
+        if any(os.path.lexists(path) for path in taken):
+            raise LifeboatError("backup %s already exists in environment '%s'; use a new backup id" % (backup_id, env))
+        os.chmod(tmp_path, 0o600)
+        digest = sha256_file(tmp_path)
+        size = os.stat(tmp_path).st_size
+        os.rename(tmp_path, final)
+        fsync_dir(directory)
+        stored = dict(entry, environment=env, file=name, path=final, size=size, sha256=digest)
+        atomic_write_json(entry_path, stored, 0o600)
+        return stored
+
+    def remove(self, env, backup_id):
+        """Remove a backup: the entry first (so it is never listed without its archive), then the archive."""
+        check_name(backup_id, "backup id")
+        directory = self.env_dir(env)
+        entry_path = os.path.join(directory, backup_id + ".json")
+        archives = [os.path.join(directory, backup_id + suffix) for suffix in SUFFIXES]
+        if not os.path.lexists(entry_path) and not any(os.path.lexists(path) for path in archives):
+            raise LifeboatError("environment '%s' has no backup %s in catalog %s" % (env, backup_id, self.root))
+        remove_path(entry_path)
+        fsync_dir(directory)
+        for path in archives:
+            remove_path(path)
+        fsync_dir(directory)
+
+    # ------------------------------------------------------------------------------------------ state
+
+    def read_state(self, env):
+        return read_json(os.path.join(self.env_dir(env), STATE_NAME), default={})
+
+    def write_state(self, env, value):
+        atomic_write_json(os.path.join(self.env_dir(env, create=True), STATE_NAME), value, 0o600)
+
+    # ------------------------------------------------------------------------------------------- lock
+
+    @contextlib.contextmanager
+    def lock(self, env, operation, wait=0):
+        """Hold the environment's lock for ``operation``; LifeboatError naming the holder when busy.
+
+        The kernel releases an flock when its holder dies, so a crashed run never leaves it taken.
+        """
+        path = os.path.join(self.env_dir(env, create=True), LOCK_NAME)
+        # No O_TRUNC: the content names the current holder until the lock is ours.
+        fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
+        try:
+            started = time.monotonic()
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = _read_holder(fd)
+                    waited = time.monotonic() - started
+                    if waited >= wait and (holder is not None or waited >= _ANONYMOUS_GRACE):
+                        raise LifeboatError(_busy_message(env, holder))
+                    time.sleep(_POLL)
+            holder = {
+                "operation": operation,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": isoformat(utcnow()),
+            }
+            data = json.dumps(holder, sort_keys=True).encode("utf-8")
+            os.pwrite(fd, data, 0)
+            os.ftruncate(fd, len(data))
+            try:
+                yield holder
+            finally:
+                os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # releases the lock
+
+    def lock_holder(self, env):
+        """Who holds the environment's lock now, or None; stale content of a dead holder does not count."""
+        try:
+            fd = _open_lock(os.path.join(self.env_dir(env), LOCK_NAME), os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return _read_holder(fd) or {"operation": None, "pid": None, "host": None, "started_at": None}
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
+
+
+def _make_private_dirs(path):
+    """Create ``path`` and missing parents with mode 0700 (existing directories are left as they are)."""
+    missing = []
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise LifeboatError("%s exists but is not a directory; move it aside" % directory)
+            continue
+        except OSError as exc:
+            raise LifeboatError(
+                "cannot create %s: %s; check the catalog path and its permissions" % (directory, exc.strerror)
+            )
+        os.chmod(directory, 0o700)  # whatever the umask
+
+
+def _open_lock(path, flags):
+    try:
+        return os.open(path, flags | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise LifeboatError("cannot open the lock file %s: %s; run as the catalog's owner" % (path, exc.strerror))
+
+
+def _is_safe_name(name):
+    try:
+        check_name(name, "environment")
+    except LifeboatError:
+        return False
+    return True
+
+
+def _read_holder(fd):
+    try:
+        holder = json.loads(os.pread(fd, 65536, 0).decode("utf-8"))
+    except ValueError:
+        return None
+    return holder if isinstance(holder, dict) and holder.get("pid") else None
+
+
+def _busy_message(env, holder):
+    if holder is None:
+        return "environment '%s' is busy: another process holds its lock; wait for it or check that process" % env
+    return "environment '%s' is busy: %s by pid %s on host %s since %s; wait for it or check that process" % (
+        env,
+        holder.get("operation"),
+        holder.get("pid"),
+        holder.get("host"),
+        holder.get("started_at"),
+    )

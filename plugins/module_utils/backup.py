@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import archive
+from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, encryption
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     isoformat,
@@ -96,13 +97,16 @@ def _write(env, params, work):
     metadata = archive.mendix_metadata(
         time.monotonic() - started, sum(os.path.getsize(p) for _n, p in dumps), params.get("model_version") or "",
         database_size, files_size)
-    suffix = archive.suffix_for(params["compression"], encrypted=False)
+    sealed = encryption.writer_options(params)
+    suffix = archive.suffix_for(params["compression"], encrypted=sealed is not None)
     # Beside, not inside, the work directory: the catalog takes finished archives from .tmp only.
     tmp_archive = os.path.join(os.path.dirname(work), backup_id + suffix + ".part")
     with open(tmp_archive, "wb") as handle:
-        manifest, warnings = archive.write_archive(
-            handle, manifest=manifest, metadata=metadata, databases=dumps, files_path=env.files_path,
-            compression=params["compression"])
+        # The whole archive is encrypted as it streams out: no plaintext copy ever reaches the disk.
+        with age.AgeWriter(handle, **sealed) if sealed else contextlib.nullcontext(handle) as sink:
+            manifest, warnings = archive.write_archive(
+                sink, manifest=manifest, metadata=metadata, databases=dumps, files_path=env.files_path,
+                compression=params["compression"])
         handle.flush()
         os.fsync(handle.fileno())
     entry = dict(manifest)
@@ -112,7 +116,7 @@ def _write(env, params, work):
                    for d in manifest["databases"]],
         files={"count": manifest["files"]["count"], "size": manifest["files"]["size"]} if manifest["files"] else None,
         compression=params["compression"],
-        encryption={"mode": "none"},
+        encryption=encryption.recipients_of(params),
         origin="created",
         duration=round(time.monotonic() - started, 3),
     )

@@ -25,9 +25,8 @@ class LifeboatError(Exception):
 
 def check_name(value, what):
     if not isinstance(value, str) or not _SAFE_NAME.match(value) or ".." in value:
-        raise LifeboatError(
-            "invalid %s %r: use 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit" % (what, value)
-        )
+        raise LifeboatError("invalid %s %r: use 1 to 63 letters, digits, '_', '.' or '-', starting with a letter "
+                            "or digit" % (what, value))
     return value
 
 

@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import archive
+from ansible_collections.lifeboat.backup.plugins.module_utils import encryption
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     atomic_write_json,
@@ -168,6 +168,9 @@ def _restore(env, params, check_mode):
     started = time.monotonic()
     if check_mode:
         source = resolve_source(env, params, verify=True)
+        # Opening the stream proves the key: a wrong one fails here, as it would for real.
+        with encryption.open_source(source["path"], params):
+            pass
         current = env.state().get("current")
         changed = params["force"] or not _same(current, source)
         return _result(changed, current, source, None, started, [])
@@ -200,7 +203,7 @@ def _stage(env, params, source, warnings):
     staging_files = env.staging_files()
     if staging_files and not os.path.isdir(os.path.dirname(staging_files)):
         raise LifeboatError("the parent directory of files_path %s does not exist" % env.files_path)
-    contents = archive.read_path(source["path"], db_dir=os.path.join(work, "db"), tree_dir=staging_files)
+    contents = encryption.read_source(source["path"], params, db_dir=os.path.join(work, "db"), tree_dir=staging_files)
     if MAIN not in contents.databases:
         raise LifeboatError("archive %s holds no main database (db/db.backup)" % source["path"])
     pairs = []

@@ -20,6 +20,7 @@ author: Lifeboat maintainers
 extends_documentation_fragment:
   - lifeboat.backup.environment
   - lifeboat.backup.connection
+  - lifeboat.backup.encryption
 options:
   label:
     description:
@@ -134,6 +135,7 @@ backup:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup import create
+from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 
@@ -141,6 +143,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_
 def main():
     argument_spec = environment_argument_spec()
     argument_spec.update(
+        encryption=encryption_argument_spec(),
         label=dict(type="str"),
         comment=dict(type="str"),
         compression=dict(type="str", default="none", choices=["none", "gzip"]),

@@ -26,6 +26,7 @@ author: Lifeboat maintainers
 extends_documentation_fragment:
   - lifeboat.backup.environment
   - lifeboat.backup.connection
+  - lifeboat.backup.encryption
 options:
   backup:
     description:
@@ -136,6 +137,7 @@ duration:
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.restore import restore
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
@@ -144,6 +146,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_
 def main():
     argument_spec = environment_argument_spec()
     argument_spec.update(
+        encryption=encryption_argument_spec(),
         backup=dict(type="str"),
         src=dict(type="path"),
         owner=dict(type="str"),

@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright: Lifeboat maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""backup_create and backup_restore driven through main(), on a real SQLite environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.lifeboat.backup.plugins.modules import backup_create, backup_restore
+
+
+def run(module, args, capsys):
+    with patch_module_args(args), pytest.raises(SystemExit):
+        module.main()
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def env(tmp_path):
+    db = tmp_path / "app.db"
+    connection = sqlite3.connect(db)
+    connection.execute("CREATE TABLE t (v TEXT)")
+    connection.execute("INSERT INTO t VALUES ('before')")
+    connection.commit()
+    connection.close()
+    return {"environment": "unit", "engine": "sqlite", "path": str(db), "catalog": str(tmp_path / "catalog")}
+
+
+def rows(env):
+    connection = sqlite3.connect(env["path"])
+    try:
+        return connection.execute("SELECT v FROM t").fetchall()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("module,args,message", [
+    (backup_create, {"environment": "x", "engine": "sqlite"}, "path"),
+    (backup_create, {"environment": "x"}, "database"),
+    (backup_restore, {"environment": "x", "engine": "sqlite", "path": "/x.db", "backup": "latest", "src": "/a"},
+     "mutually exclusive"),
+    (backup_restore, {"environment": "x", "engine": "sqlite", "path": "/x.db", "keep_previous": -1},
+     "keep_previous"),
+    (backup_create, {"environment": "../etc", "engine": "sqlite", "path": "/x.db"}, "invalid environment"),
+    (backup_create, {"environment": "x", "engine": "sqlite", "path": "/missing/x.db", "catalog": "/nonexistent"},
+     "does not exist"),
+    (backup_create, {"environment": "x", "engine": "sqlite", "path": "/x.db",
+                     "encryption": {"mode": "passphrase"}}, "passphrase"),
+])
+def test_bad_arguments_fail_cleanly(module, args, message, capsys):
+    result = run(module, args, capsys)
+    assert result["failed"] is True
+    assert message in result["msg"], result["msg"]
+    assert "Traceback" not in result["msg"]
+
+
+def test_create_then_restore(env, capsys):
+    planned = run(backup_create, dict(env, _ansible_check_mode=True), capsys)
+    assert planned["changed"] is True and not os.path.exists(env["catalog"])
+
+    created = run(backup_create, dict(env, label="one"), capsys)
+    assert created["changed"] is True and os.path.isfile(created["backup"]["path"])
+    assert run(backup_create, dict(env, label="one"), capsys)["changed"] is False
+
+    connection = sqlite3.connect(env["path"])
+    connection.execute("UPDATE t SET v = 'after'")
+    connection.commit()
+    connection.close()
+
+    diff = run(backup_restore, dict(env, backup="one", _ansible_check_mode=True, _ansible_diff=True), capsys)
+    assert diff["changed"] is True and rows(env) == [("after",)]
+    assert diff["diff"] == {"before": {"backup": None}, "after": {"backup": created["backup"]["id"]}}
+
+    restored = run(backup_restore, dict(env, backup="one"), capsys)
+    assert restored["changed"] is True and rows(env) == [("before",)]
+    assert "diff" not in restored, "no diff unless asked for"
+    assert run(backup_restore, dict(env, backup="one"), capsys)["changed"] is False

@@ -23,7 +23,12 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     sha256_file,
     utcnow,
 )
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines import PREVIOUS_SUFFIX, apply_op, swap_path_ops
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines import (
+    PREVIOUS_SUFFIX,
+    apply_op,
+    op_done,
+    swap_path_ops,
+)
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
 
 # --- the swap journal -----------------------------------------------------------------------------
@@ -43,6 +48,20 @@ def _run_ops(env, journal, terminate):
             apply_op(op)
         journal["progress"] += 1
         _write_journal(env, journal)
+
+
+def _swap(env, journal, terminate, discard):
+    """Journal, then swap. A swap refused at its first step (sessions came back) undoes itself at once."""
+    _write_journal(env, journal)
+    try:
+        _run_ops(env, journal, terminate)
+    except LifeboatError:
+        first = journal["ops"][0]
+        started = env.engine.swap_done(first) if first["kind"] == "pg_swap" else op_done(first)
+        if journal["progress"] == 0 and not started:
+            os.unlink(env.journal_path())
+            discard(env)
+        raise
 
 
 def _finish(env, journal):
@@ -190,8 +209,7 @@ def _restore(env, params, check_mode):
         except BaseException:
             _discard_staging(env)
             raise
-        _write_journal(env, journal)
-        _run_ops(env, journal, params["terminate_sessions"])
+        _swap(env, journal, params["terminate_sessions"], _discard_staging)
         kept = _finish(env, journal)
         env.catalog.clean_tmp(env.name)
     return _result(True, current, source, kept, started, warnings)
@@ -293,8 +311,7 @@ def _rollback(env, params, check_mode):
                            replaced=current, consumes=generation["stamp"])
         # A rollback keeps what it replaces, whatever keep_previous says: it is how to undo the rollback.
         journal["keep_previous"] = max(params["keep_previous"], 1)
-        _write_journal(env, journal)
-        _run_ops(env, journal, params["terminate_sessions"])
+        _swap(env, journal, params["terminate_sessions"], lambda _env: None)
         kept = _finish(env, journal)
     return _result(True, current, target_back or {}, kept, started, warnings)
 

@@ -157,8 +157,10 @@ class PgCluster:
                 self._run([self._bin("pg_ctl"), "-D", self.data_dir, "-l", self.log_file, "-w", "-t", "60", "start"])
                 return
             except RuntimeError as exc:
-                with open(self.log_file) as handle:
-                    log = handle.read()
+                log = ""
+                if os.path.exists(self.log_file):
+                    with open(self.log_file) as handle:
+                        log = handle.read()
                 if "Address already in use" not in log or attempt == 4:
                     raise RuntimeError("%s\nserver log:\n%s" % (exc, log[-3000:])) from None
 

@@ -162,7 +162,7 @@ def _libpq_params(params):
     return keywords
 
 
-def _first_line(exc):
+def first_line(exc):
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
@@ -244,7 +244,7 @@ class PostgresServer:
             yield
         except psycopg.Error as exc:
             hint = _HINTS.get(getattr(exc, "sqlstate", None) or "", "")
-            raise LifeboatError("%s failed: %s%s" % (action, self._scrub(_first_line(exc)), hint)) from None
+            raise LifeboatError("%s failed: %s%s" % (action, self._scrub(first_line(exc)), hint)) from None
 
     def _rows(self, query, params=None, action="querying the server"):
         with self.sql_errors(action):
@@ -513,16 +513,19 @@ class PgTools:
         self._tools[name] = usable[0][:2]
         return self._tools[name]
 
-    def _env(self):
+    def child_env(self):
         # Built on the inherited environment so that pg_dump sees what psycopg's libpq sees (PGSSLCERT, ...).
         env = dict(os.environ)
         env.pop("PGDATABASE", None)
+        if self.params.get("login_password"):
+            # An inherited PGPASSWORD would win over our passfile.
+            env.pop("PGPASSWORD", None)
         for keyword, value in _libpq_params(self.params).items():
             env[_LIBPQ_ENV[keyword]] = str(value)
         return env
 
     @contextlib.contextmanager
-    def _passfile(self, env, connects):
+    def passfile(self, env, connects):
         password = self.params.get("login_password")
         if not password or not connects:
             yield env
@@ -538,7 +541,7 @@ class PgTools:
 
     def _run(self, name, args, action, stdout=subprocess.DEVNULL, env_extra=None, connects=True):
         path = self.tool(name)[0]
-        with self._passfile(dict(self._env(), **(env_extra or {})), connects) as env:
+        with self.passfile(dict(self.child_env(), **(env_extra or {})), connects) as env:
             try:
                 done = subprocess.run([path] + args, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
                                       stderr=subprocess.PIPE, check=False)

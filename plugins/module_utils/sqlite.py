@@ -28,7 +28,7 @@ def is_sqlite_file(path):
         return handle.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
 
 
-def _connect_existing(path, timeout=BUSY_TIMEOUT):
+def connect_existing(path, timeout=BUSY_TIMEOUT):
     """Open an existing database; sqlite3.connect would silently create a missing one."""
     if not os.path.isfile(path):
         raise LifeboatError("SQLite database %s does not exist" % path)
@@ -44,7 +44,7 @@ def _uri_path(path):
 
 def backup_to(path, dest):
     """Copy a live database to ``dest`` with the online backup API (consistent while the app writes)."""
-    source = _connect_existing(path)
+    source = connect_existing(path)
     try:
         target = sqlite3.connect(dest, isolation_level=None)
         try:
@@ -60,7 +60,7 @@ def backup_to(path, dest):
 
 
 def integrity_check(path):
-    connection = _connect_existing(path)
+    connection = connect_existing(path)
     try:
         rows = connection.execute("PRAGMA integrity_check").fetchall()
     except sqlite3.DatabaseError as exc:
@@ -96,7 +96,7 @@ def in_use(path, timeout=BUSY_TIMEOUT):
     """
     if not os.path.exists(path):
         return False
-    connection = _connect_existing(path, timeout=timeout)
+    connection = connect_existing(path, timeout=timeout)
     try:
         connection.execute("BEGIN EXCLUSIVE")
         connection.execute("COMMIT")

@@ -36,7 +36,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import (
     STDERR_LINES,
     PgTools,
     PostgresServer,
-    _first_line,
+    first_line,
 )
 
 try:
@@ -338,7 +338,7 @@ class _Postgres:
             raise LifeboatError(
                 "cannot act as role %s on database %s (%s); connect as a superuser or as a member of role %s "
                 "(GRANT %s TO %s), or choose another role" % (
-                    self.role, self.dbname, _first_line(exc), self.role, self.role, self.server.user)) from None
+                    self.role, self.dbname, first_line(exc), self.role, self.role, self.server.user)) from None
 
     def history(self):
         """{version: sha256}, or None when the history table does not exist."""
@@ -404,7 +404,7 @@ class _Postgres:
             where = ""
             if position and str(position).isdigit() and exc.diag.message_primary:
                 where = " at line %d" % (migration.sql.count("\n", 0, int(position) - 1) + 1)
-            raise _Failed(migration, "%s%s: %s" % (self.label, where, _first_line(exc))) from None
+            raise _Failed(migration, "%s%s: %s" % (self.label, where, first_line(exc))) from None
         return seconds
 
     def close(self):
@@ -416,7 +416,7 @@ class _Postgres:
     def command_env(self):
         """The updater's environment: libpq variables and a private 0600 passfile, no password anywhere else."""
         tools = PgTools(self.server, self.params)
-        env = tools._env()
+        env = tools.child_env()
         if self.params.get("login_password"):
             # An inherited PGPASSWORD would win over the passfile.
             env.pop("PGPASSWORD", None)
@@ -424,7 +424,7 @@ class _Postgres:
         env.update(PGDATABASE=self.dbname, PGOPTIONS=options, LIFEBOAT_ENGINE="postgresql",
                    LIFEBOAT_DATABASE=self.dbname, LIFEBOAT_ROLE=self.role,
                    DATABASE_URL=pg_database_url(self.params, self.dbname))
-        with tools._passfile(env, True) as env:
+        with tools.passfile(env, True) as env:
             yield env
 
 
@@ -448,7 +448,7 @@ class _Sqlite:
 
     def open(self, read_only=False):
         SqliteEngine({}).check_target(self.path)
-        self.conn = sqlite._connect_existing(self.path, timeout=SQLITE_BUSY_SECONDS)
+        self.conn = sqlite.connect_existing(self.path, timeout=SQLITE_BUSY_SECONDS)
 
     def _errors(self, action):
         return _sqlite_errors(self.path, action)

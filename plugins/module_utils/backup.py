@@ -10,7 +10,7 @@ import os
 import tempfile
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, encryption
+from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, encryption, structure
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     isoformat,
@@ -19,7 +19,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     tree_size,
     utcnow,
 )
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import Environment
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
 
 TOOL_VERSION = "0.1.0"
 # What a backup result and backup_info show of a catalog entry.
@@ -94,6 +94,9 @@ def _write(env, params, work):
         "server_version": env.engine.server_version(),
         "tool_version": TOOL_VERSION,
     }
+    structure_version = structure.current_version(env.engine.name, params, env.targets[MAIN])
+    if structure_version is not None:
+        manifest["structure_version"] = structure_version
     metadata = archive.mendix_metadata(
         time.monotonic() - started, sum(os.path.getsize(p) for _n, p in dumps), params.get("model_version") or "",
         database_size, files_size)

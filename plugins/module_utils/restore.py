@@ -12,7 +12,7 @@ import os
 import tempfile
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import encryption
+from ansible_collections.lifeboat.backup.plugins.module_utils import encryption, structure
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     atomic_write_json,
@@ -212,7 +212,9 @@ def _restore(env, params, check_mode):
         _swap(env, journal, params["terminate_sessions"], _discard_staging)
         kept = _finish(env, journal)
         env.catalog.clean_tmp(env.name)
-    return _result(True, current, source, kept, started, warnings)
+    result = _result(True, current, source, kept, started, warnings)
+    result["structure"] = journal["structure"]
+    return result
 
 
 def _stage(env, params, source, warnings):
@@ -224,11 +226,23 @@ def _stage(env, params, source, warnings):
     contents = encryption.read_source(source["path"], params, db_dir=os.path.join(work, "db"), tree_dir=staging_files)
     if MAIN not in contents.databases:
         raise LifeboatError("archive %s holds no main database (db/db.backup)" % source["path"])
+    update = params.get("structure_update")
+    if update:
+        _check_structure_version(contents.manifest or {}, update, params["force"])
     pairs = []
+    updates = {}
     stamp = env.stamp()
     for name, target in env.targets.items():
         staging = env.engine.staging_name(target)
         env.engine.stage(target, contents.databases[name], staging, owner=params.get("owner"))
+        if update:
+            # On the staging copy: a migration that fails leaves the environment untouched.
+            options = {key: update.get(key) for key in structure.UPDATE_KEYS}
+            # force already said yes to a backup from a newer release.
+            options["allow_newer"] = options["allow_newer"] or params["force"]
+            updated = structure.update(env.engine.name, params, staging, **options)
+            warnings.extend(updated.pop("warnings", []))
+            updates[name] = {key: updated.get(key) for key in ("applied", "version_before", "version_after")}
         previous = env.engine.previous_name(target, stamp) if env.engine.exists(target) else None
         pairs.append((target, staging, previous))
     ops = env.engine.swap_ops(pairs)
@@ -241,10 +255,23 @@ def _stage(env, params, source, warnings):
     elif env.files_path:
         warnings.append("the archive has no file store; %s was left as it is" % env.files_path)
     remove_path(work)
-    return _journal(env, params, pairs, ops, stamp, files_previous,
+    journal = _journal(env, params, pairs, ops, stamp, files_previous,
                     backup={"id": source["id"], "label": source["label"], "src": source["src"],
                             "sha256": source["sha256"], "restored_at": isoformat(utcnow())},
                     replaced=env.state().get("current"))
+    journal["structure"] = updates
+    return journal
+
+
+def _check_structure_version(manifest, update, force):
+    """A backup from a newer release would break the app that runs now: refuse it unless forced."""
+    backup_version = manifest.get("structure_version")
+    project = structure.project_version(update["migrations"]) if update.get("migrations") else None
+    if backup_version is not None and project is not None and backup_version > project and not force:
+        raise LifeboatError(
+            "backup %s has structure version %d, newer than the project's migrations (%d): restoring it would "
+            "break the running app; deploy the newer release first, or set force: true to restore anyway"
+            % (manifest.get("backup_id"), backup_version, project))
 
 
 def _journal(env, params, pairs, ops, stamp, files_previous, backup, replaced, consumes=None):

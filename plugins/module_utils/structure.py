@@ -671,6 +671,26 @@ def _command(database, argv, chdir, password, check_mode):
     return result
 
 
+UPDATE_KEYS = ("migrations", "command", "chdir", "allow_drift", "allow_newer", "role", "history_table")
+
+
+def update_options():
+    """The options of an update: structure_update's own, and backup_restore's ``structure_update`` suboptions."""
+    return dict(
+        migrations=dict(type="path"),
+        command=dict(type="raw"),
+        chdir=dict(type="path"),
+        allow_drift=dict(type="bool", default=False),
+        allow_newer=dict(type="bool", default=False),
+        role=dict(type="str"),
+        history_table=dict(type="str", default=DEFAULT_HISTORY_TABLE),
+    )
+
+
+# For AnsibleModule and for dict suboptions alike.
+UPDATE_CONSTRAINTS = dict(mutually_exclusive=[("migrations", "command")], required_one_of=[("migrations", "command")])
+
+
 def update_environment(params, check_mode=False):
     """The module's operation: ``update`` on the environment's database (``database`` or ``path``)."""
     check_name(params["environment"], "environment")
@@ -679,7 +699,4 @@ def update_environment(params, check_mode=False):
     if not target:
         option = "path" if engine_name == "sqlite" else "database"
         raise LifeboatError("option %s is required for engine %s" % (option, engine_name))
-    return update(engine_name, params, target, migrations=params.get("migrations"), command=params.get("command"),
-                  allow_drift=params.get("allow_drift", False), allow_newer=params.get("allow_newer", False),
-                  role=params.get("role"), check_mode=check_mode, history_table=params.get("history_table"),
-                  chdir=params.get("chdir"))
+    return update(engine_name, params, target, check_mode=check_mode, **{key: params.get(key) for key in UPDATE_KEYS})

@@ -59,6 +59,40 @@ options:
       - Restore even when the environment already runs on this backup.
     type: bool
     default: false
+  structure_update:
+    description:
+      - Bring the restored databases to the structure the deployed application expects, on the staging copies
+        before the swap, so a migration that fails leaves the environment untouched. The same options as
+        M(lifeboat.backup.structure_update).
+      - A backup whose recorded structure version is newer than the newest migration is refused (restoring it
+        would break the running app) unless O(force=true).
+    type: dict
+    suboptions:
+      migrations:
+        description: Directory of C(V<version>__<description>.sql) migrations on the node.
+        type: path
+      command:
+        description: The application's own updater (argv list or string); connection settings reach it in its
+          environment, never in its arguments.
+        type: raw
+      chdir:
+        description: Directory to run O(structure_update.command) in.
+        type: path
+      allow_drift:
+        description: Go on although an applied migration's file has changed since.
+        type: bool
+        default: false
+      allow_newer:
+        description: Go on although the database's version is newer than every migration.
+        type: bool
+        default: false
+      role:
+        description: Role the migrations run as (default the database owner).
+        type: str
+      history_table:
+        description: Table that records applied migrations.
+        type: str
+        default: lifeboat_schema_history
   rollback:
     description:
       - Swap the most recent previous copy back in, the same safe way. The current data becomes the previous
@@ -130,6 +164,12 @@ previous:
     files:
       description: Path of the kept previous file store, or null.
       type: str
+structure:
+  description: What the structure update did to each database (C(db) is the main one), when O(structure_update)
+    was given and the restore ran.
+  returned: when a restore ran
+  type: dict
+  sample: {db: {applied: [2, 3], version_before: 1, version_after: 3}}
 duration:
   description: Seconds the restore took.
   returned: always
@@ -141,6 +181,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import 
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.restore import restore
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
+from ansible_collections.lifeboat.backup.plugins.module_utils.structure import UPDATE_CONSTRAINTS, update_options
 
 
 def main():
@@ -154,6 +195,7 @@ def main():
         terminate_sessions=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
         rollback=dict(type="bool", default=False),
+        structure_update=dict(type="dict", options=update_options(), **UPDATE_CONSTRAINTS),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,

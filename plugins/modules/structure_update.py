@@ -189,29 +189,17 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 from ansible_collections.lifeboat.backup.plugins.module_utils.structure import (
-    DEFAULT_HISTORY_TABLE,
+    UPDATE_CONSTRAINTS,
     update_environment,
+    update_options,
 )
 
 
 def main():
     argument_spec = environment_argument_spec()
-    argument_spec.update(
-        migrations=dict(type="path"),
-        command=dict(type="raw"),
-        chdir=dict(type="path"),
-        allow_drift=dict(type="bool", default=False),
-        allow_newer=dict(type="bool", default=False),
-        role=dict(type="str"),
-        history_table=dict(type="str", default=DEFAULT_HISTORY_TABLE),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_if=REQUIRED_IF,
-        mutually_exclusive=[("migrations", "command")],
-        required_one_of=[("migrations", "command")],
-        supports_check_mode=True,
-    )
+    argument_spec.update(update_options())
+    module = AnsibleModule(argument_spec=argument_spec, required_if=REQUIRED_IF, supports_check_mode=True,
+                           **UPDATE_CONSTRAINTS)
     run_module(module, update_environment)
 
 

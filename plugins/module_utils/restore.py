@@ -77,14 +77,14 @@ def _finish(env, journal):
         previous.insert(0, generation)
     kept, dropped = previous[:journal["keep_previous"]], previous[journal["keep_previous"]:]
     for old in dropped:
-        _drop_generation(env, old)
+        drop_generation(env, old)
     state.update(current=journal["backup"], previous=kept)
     env.catalog.write_state(env.name, state)
     os.unlink(env.journal_path())
     return generation if generation in kept else None
 
 
-def _drop_generation(env, generation):
+def drop_generation(env, generation):
     for database in generation["databases"]:
         env.engine.drop(database["previous"])
     if generation["files"]:

@@ -16,8 +16,9 @@ description:
   - The archive is written under a temporary name, flushed to disk and renamed, so an interrupted backup
     never leaves a half archive in the catalog.
   - While the backup runs, the environment is locked against restores.
-author: Lifeboat maintainers
+author: Lifeboat maintainers (@lifeboat-maintainers)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
   - lifeboat.backup.connection
   - lifeboat.backup.encryption
@@ -43,6 +44,9 @@ options:
       - The application's model version, recorded as C(modelVersion) in C(.metadata).
     type: str
 attributes:
+  platform:
+    platforms: posix
+    support: full
   check_mode:
     support: full
     details: Reports the backup it would create and writes nothing.

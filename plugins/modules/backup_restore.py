@@ -22,8 +22,9 @@ description:
     recognised by their content.
   - The environment records which backup it runs on; restoring that backup again changes nothing unless
     O(force=true).
-author: Lifeboat maintainers
+author: Lifeboat maintainers (@lifeboat-maintainers)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
   - lifeboat.backup.connection
   - lifeboat.backup.encryption
@@ -100,6 +101,9 @@ options:
     type: bool
     default: false
 attributes:
+  platform:
+    platforms: posix
+    support: full
   check_mode:
     support: full
     details: Says what would be restored (and checks the archive's checksum) and touches nothing.

@@ -27,8 +27,9 @@ description:
     database; O(files_path) and O(catalog) are ignored.
   - File names, the history table, the environment variables given to O(command) and the rules are described
     in C(docs/structure-update.md) of the collection.
-author: Lifeboat maintainers
+author: Lifeboat maintainers (@lifeboat-maintainers)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
   - lifeboat.backup.connection
 options:
@@ -86,13 +87,14 @@ options:
     type: str
     default: lifeboat_schema_history
 attributes:
+  platform:
+    platforms: posix
+    support: full
   check_mode:
-    description: Can run in check mode and return changed status prediction without modifying target.
     support: full
     details: Lists the pending migrations and applies none; with O(command) the command does not run and the
       module reports C(changed=true).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check mode), when in diff mode.
     support: full
     details: Shows the database's migration version before and after (not in check mode with O(command)).
 notes:

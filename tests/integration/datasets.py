@@ -58,7 +58,8 @@ def make_pg_app(cluster, name, rows=200):
         """)
         conn.execute("INSERT INTO customers (name, note, photo) VALUES (%s, %s, %s), (%s, %s, %s), (%s, %s, %s)",
                      ["Zoë Ångström", None, bytes(range(256)), "李小龍", "ünïcödé ✓", None, "plain", "", b""])
-        conn.execute("INSERT INTO orders (customer_id, total) SELECT 1 + i %% 3, i * 7.25 FROM generate_series(1, %s) i",
+        conn.execute("INSERT INTO orders (customer_id, total)"
+                     " SELECT 1 + i %% 3, i * 7.25 FROM generate_series(1, %s) i",
                      [rows])
         conn.execute("SELECT nextval('invoice_no'), nextval('invoice_no')")
     return app_password

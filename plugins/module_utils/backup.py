@@ -23,7 +23,8 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.environment import
 
 TOOL_VERSION = "0.1.0"
 # What a backup result and backup_info show of a catalog entry.
-RESULT_KEYS = ("id", "label", "comment", "path", "size", "sha256", "created_at", "databases", "files", "duration")
+RESULT_KEYS = ("id", "label", "comment", "path", "size", "sha256", "created_at", "databases", "files", "encryption",
+               "duration")
 
 
 def entry_result(entry):
@@ -39,6 +40,8 @@ def create(params, check_mode=False):
 
 
 def _create(env, params, check_mode):
+    # A key that cannot be used fails first: in check mode as for real, and before anything connects.
+    encryption.writer_options(params)
     label = params.get("label")
     existing = _labelled(env, label)
     if existing:
@@ -104,14 +107,18 @@ def _write(env, params, work):
     suffix = archive.suffix_for(params["compression"], encrypted=sealed is not None)
     # Beside, not inside, the work directory: the catalog takes finished archives from .tmp only.
     tmp_archive = os.path.join(os.path.dirname(work), backup_id + suffix + ".part")
-    with open(tmp_archive, "wb") as handle:
-        # The whole archive is encrypted as it streams out: no plaintext copy ever reaches the disk.
-        with age.AgeWriter(handle, **sealed) if sealed else contextlib.nullcontext(handle) as sink:
-            manifest, warnings = archive.write_archive(
-                sink, manifest=manifest, metadata=metadata, databases=dumps, files_path=env.files_path,
-                compression=params["compression"])
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(tmp_archive, "wb") as handle:
+            # The whole archive is encrypted as it streams out: no plaintext copy ever reaches the disk.
+            with age.AgeWriter(handle, **sealed) if sealed else contextlib.nullcontext(handle) as sink:
+                manifest, warnings = archive.write_archive(
+                    sink, manifest=manifest, metadata=metadata, databases=dumps, files_path=env.files_path,
+                    compression=params["compression"])
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        remove_path(tmp_archive)
+        raise
     entry = dict(manifest)
     entry.update(
         id=backup_id,

@@ -26,7 +26,6 @@ def encryption_argument_spec():
             identity_file=dict(type="path"),
             work_factor=dict(type="int", default=age.DEFAULT_WORK_FACTOR),
         ),
-        required_if=[("mode", "passphrase", ("passphrase",)), ("mode", "recipients", ("recipients",))],
         mutually_exclusive=[("identity", "identity_file")],
     )
 
@@ -53,13 +52,24 @@ def writer_options(params):
     chosen = mode(params)
     if chosen == "none":
         return None
-    options = {"work_factor": settings.get("work_factor") or age.DEFAULT_WORK_FACTOR}
+    work_factor = settings.get("work_factor") or age.DEFAULT_WORK_FACTOR
+    if not age.MIN_WORK_FACTOR <= work_factor <= age.MAX_WORK_FACTOR:
+        raise LifeboatError("invalid work factor %d (encryption.work_factor): use an integer from %d to %d"
+                            % (work_factor, age.MIN_WORK_FACTOR, age.MAX_WORK_FACTOR))
+    options = {"work_factor": work_factor}
+    # Checked here, not in the argument spec: reading an archive of these modes needs other keys.
     if chosen == "recipients":
+        if not settings.get("recipients"):
+            raise LifeboatError("encryption mode recipients needs encryption.recipients (age public keys)")
         for recipient in settings["recipients"]:
             age.parse_recipient(recipient)
         options["recipients"] = list(settings["recipients"])
+    elif chosen == "passphrase":
+        if not settings.get("passphrase"):
+            raise LifeboatError("encryption mode passphrase needs encryption.passphrase")
+        options["passphrase"] = settings["passphrase"]
     else:
-        options["passphrase"] = settings["passphrase"] if chosen == "passphrase" else _database_password(params)
+        options["passphrase"] = _database_password(params)
     return options
 
 

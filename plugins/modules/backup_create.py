@@ -132,6 +132,18 @@ backup:
         size:
           description: Their total size in bytes.
           type: int
+    encryption:
+      description: How the archive is encrypted (never a key or passphrase).
+      type: dict
+      contains:
+        mode:
+          description: The encryption mode.
+          type: str
+          sample: recipients
+        recipients:
+          description: The age public keys it is encrypted to (mode C(recipients)).
+          type: list
+          elements: str
     duration:
       description: Seconds the backup took.
       type: float

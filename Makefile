@@ -1,0 +1,81 @@
+# Development entry points: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+# The checks of `make test` run one after the other and stop at the first failure.
+.NOTPARALLEL:
+
+PYTHON ?= python3.11
+VENV ?= .venv
+BUILD_DIR ?= /tmp/lifeboat-build
+
+VENV_DIR := $(abspath $(VENV))
+VENV_STAMP := $(VENV_DIR)/.installed-requirements-dev
+COLLECTION_DIR := $(BUILD_DIR)/ansible_collections/lifeboat/backup
+RESULTS_DIR := $(BUILD_DIR)/results
+
+# Tools run from the venv; molecule and ansible-compat look for ansible-* on PATH and keep their
+# cache in $VIRTUAL_ENV/.ansible rather than in the work tree.
+export PATH := $(VENV_DIR)/bin:$(PATH)
+export VIRTUAL_ENV := $(VENV_DIR)
+# ansible-playbook runs (demo, integration tests, molecule) use the copy made by `collection`.
+export ANSIBLE_COLLECTIONS_PATH := $(BUILD_DIR)
+
+.PHONY: demo test lint sanity units integration molecule collection system-packages ansible-test-cache clean
+
+demo: $(VENV_STAMP) collection
+	ansible-playbook playbooks/demo.yml -e ansible_python_interpreter=$(VENV_DIR)/bin/python
+
+test: system-packages lint sanity units integration molecule
+	python tests/tools/summary.py $(RESULTS_DIR)
+
+$(VENV_STAMP): requirements-dev.txt
+	test -x $(VENV_DIR)/bin/python || $(PYTHON) -m venv $(VENV_DIR)
+	$(VENV_DIR)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# A fresh copy at a real ansible_collections/ path outside the work tree (ansible-test refuses
+# symlinks), with uncommitted and new files so that local work is tested too. The shared test data
+# that lies beside the work tree (../shared) is linked beside ansible_collections/ for tests run
+# from the copy.
+collection:
+	rm -rf $(COLLECTION_DIR) $(RESULTS_DIR) $(BUILD_DIR)/shared
+	mkdir -p $(COLLECTION_DIR) $(RESULTS_DIR)
+	git ls-files -z --cached --others --exclude-standard \
+		| tar --null --files-from=- --ignore-failed-read --warning=no-failed-read -cf - \
+		| tar -xf - -C $(COLLECTION_DIR)
+	if [[ -d ../shared ]]; then ln -s $(abspath ../shared) $(BUILD_DIR)/shared; fi
+
+system-packages:
+	tests/tools/ensure-system-packages.sh
+
+# ansible-test bootstraps pip in its venvs with a script it downloads from a host that cannot be
+# reached here; it uses a cached copy named after the pip version it wants instead.
+ansible-test-cache: $(VENV_STAMP)
+	version=$$(python -c 'import types; from ansible_test._internal.python_requirements import get_venv_packages; \
+		print(get_venv_packages(types.SimpleNamespace(version="3.11"))["pip"])'); \
+	install -D -m 0644 tests/tools/get_pip.py $(HOME)/.ansible/test/cache/get_pip_$${version//./_}.py
+
+# ansible-lint resolves the lifeboat.backup.* modules that playbooks call in the copy.
+lint: $(VENV_STAMP) collection
+	ruff check .
+	yamllint --strict .
+	ansible-lint
+
+# Every sanity test gets its own venv from ansible-test (cached in ~/.ansible/test/venv).
+sanity: $(VENV_STAMP) collection ansible-test-cache
+	cd $(COLLECTION_DIR) && ansible-test sanity --python 3.11 --local
+
+# --venv: ansible-test installs pytest and tests/unit/requirements.txt in a venv of its own.
+units: $(VENV_STAMP) collection ansible-test-cache
+	cd $(COLLECTION_DIR) && ansible-test units --python 3.11 --venv
+	cp $(COLLECTION_DIR)/tests/output/junit/*.xml $(RESULTS_DIR)/
+
+# The tests import ansible_collections.lifeboat.backup from the copy and run ansible-playbook on it.
+integration: $(VENV_STAMP) collection system-packages
+	PYTHONPATH=$(BUILD_DIR) pytest tests/integration --junitxml=$(RESULTS_DIR)/integration.xml
+
+molecule: $(VENV_STAMP) collection
+	molecule test --all
+
+clean:
+	rm -rf $(BUILD_DIR) tests/output

@@ -34,7 +34,7 @@ FORMAT_NAME = "lifeboat-archive"
 FORMAT_VERSION = 1
 MAIN_DATABASE = "db"
 COMPRESSIONS = ("none", "gzip")
-SUFFIXES = (".tar", ".tar.gz", ".tar.age", ".tar.gz.age")
+SUFFIXES = (".tar", ".tar.gz", ".tar.age", ".tar.gz.age", ".backup", ".backup.age")
 
 PGDMP_MAGIC = b"PGDMP"
 AGE_MAGIC = b"age-encryption.org/v1\n"
@@ -372,7 +372,7 @@ class _TarInfo(tarfile.TarInfo):
     """Notes when the end-of-archive block is read: tarfile quietly stops at a truncation otherwise."""
 
     @classmethod
-    def fromtarfile(cls, tar):
+    def fromtarfile(cls, tar):  # pylint: disable=arguments-renamed  # "tarfile" is the module here
         try:
             return super().fromtarfile(tar)
         except tarfile.EOFHeaderError:

@@ -31,6 +31,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.engines import (
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
 
+
 # --- the swap journal -----------------------------------------------------------------------------
 
 def _write_journal(env, journal):
@@ -255,10 +256,10 @@ def _stage(env, params, source, warnings):
     elif env.files_path:
         warnings.append("the archive has no file store; %s was left as it is" % env.files_path)
     remove_path(work)
-    journal = _journal(env, params, pairs, ops, stamp, files_previous,
-                    backup={"id": source["id"], "label": source["label"], "src": source["src"],
-                            "sha256": source["sha256"], "restored_at": isoformat(utcnow())},
-                    replaced=env.state().get("current"))
+    backup = {"id": source["id"], "label": source["label"], "src": source["src"], "sha256": source["sha256"],
+              "restored_at": isoformat(utcnow())}
+    journal = _journal(env, params, pairs, ops, stamp, files_previous, backup=backup,
+                       replaced=env.state().get("current"))
     journal["structure"] = updates
     return journal
 
@@ -356,4 +357,3 @@ def _result(changed, current, source, kept, started, warnings):
         "warnings": warnings,
         "diff": {"before": {"backup": _name(current)}, "after": {"backup": _name(restored)}},
     }
-

@@ -44,7 +44,7 @@ def ansible_env(**extra):
     return env
 
 
-def run_tasks(tasks, check=False, diff=False, extra_vars=None, play_vars=None):
+def run_play(tasks, check=False, diff=False, extra_vars=None, play_vars=None):
     """Run ``tasks`` in one play on localhost; return (list of registered results, process).
 
     Every task gets ``ignore_errors`` so a failing task's result is returned for the test to inspect.
@@ -92,8 +92,11 @@ def run_tasks(tasks, check=False, diff=False, extra_vars=None, play_vars=None):
             return json.load(handle), process
 
 
+def run_tasks(tasks, **options):
+    """The registered results of ``tasks`` run in one play (see run_play)."""
+    return run_play(tasks, **options)[0]
+
+
 def run_module(name, args, check=False, diff=False):
-    """Run one module of the collection through ansible-playbook; return its result and the process."""
-    results, process = run_tasks([{"name": "Run %s" % name, "lifeboat.backup.%s" % name: args}],
-                                 check=check, diff=diff)
-    return results[0], process
+    """Run one module of the collection through ansible-playbook; return its result."""
+    return run_tasks([{"name": "Run %s" % name, "lifeboat.backup.%s" % name: args}], check=check, diff=diff)[0]

@@ -172,7 +172,7 @@ def test_postgres_concurrent_runs_apply_each_migration_once(pg, tmp_path):
         except LifeboatError as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run) for _index in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -68,7 +68,7 @@ def leftovers(env):
 def test_lists_one_or_every_environment(tmp_path):
     wiki, blog = sqlite_env(tmp_path, "wiki"), sqlite_env(tmp_path, "blog")
     catalog = {"catalog": wiki["catalog"]}
-    results, _ = run_tasks([
+    results = run_tasks([
         {CREATE: dict(wiki, label="first", comment="before the upgrade")},
         {CREATE: dict(wiki, compression="gzip")},
         {CREATE: blog},
@@ -105,7 +105,7 @@ def test_lists_one_or_every_environment(tmp_path):
 
 def test_checksum_and_restore_verification(tmp_path):
     wiki, blog = sqlite_env(tmp_path, "wiki"), sqlite_env(tmp_path, "blog")
-    results, _ = run_tasks([{CREATE: wiki}, {CREATE: wiki}, {CREATE: wiki}, {CREATE: blog}])
+    results = run_tasks([{CREATE: wiki}, {CREATE: wiki}, {CREATE: wiki}, {CREATE: blog}])
     assert not any(result.get("failed") for result in results), results
     lost, flipped, good = newest_first([r["backup"] for r in results[:3]])[::-1]
     blog_backup = results[3]["backup"]
@@ -121,7 +121,7 @@ def test_checksum_and_restore_verification(tmp_path):
 
     # blog is busy (a restore, as far as anyone can tell) for the whole play.
     with Catalog(blog["catalog"]).lock("blog", "restore"):
-        results, _ = run_tasks([
+        results = run_tasks([
             {INFO: {"catalog": wiki["catalog"], "verify": "checksum"}},
             {INFO: dict(wiki, verify="restore", backup=good["id"])},
             {INFO: dict(wiki, verify="restore", backup=encrypted["id"], encryption={"identity": identity})},
@@ -158,7 +158,7 @@ def test_checksum_and_restore_verification(tmp_path):
 
 def test_broken_dump_is_reported_check_mode_only_checks_checksums(tmp_path):
     wiki = sqlite_env(tmp_path, "wiki")
-    created, _ = run_tasks([{CREATE: wiki}])
+    created = run_tasks([{CREATE: wiki}])
     good = created[0]["backup"]
     garbage = tmp_path / "db.backup"
     garbage.write_bytes(b"this is not an SQLite database\n" * 100)
@@ -166,7 +166,7 @@ def test_broken_dump_is_reported_check_mode_only_checks_checksums(tmp_path):
     mendix_snapshot(snapshot, str(garbage))
     broken = register(wiki["catalog"], "wiki", snapshot, good, suffix=".tar.gz", engine="sqlite")
 
-    results, _ = run_tasks([
+    results = run_tasks([
         {INFO: dict(wiki, verify="restore"), "check_mode": True},
         {INFO: dict(wiki, verify="restore")},
         {INFO: dict(wiki, verify="restore", backup=good["id"])},
@@ -190,7 +190,7 @@ def test_restore_verification_on_postgresql(pg_cluster, tmp_path):
     name = "info_" + uuid.uuid4().hex[:8]
     make_pg_app(pg_cluster, name, rows=50)
     env = dict(pg_cluster.conn_params(tcp=False), environment=name, database=name, catalog=str(tmp_path / "cat"))
-    created, _ = run_tasks([{CREATE: env}])
+    created = run_tasks([{CREATE: env}])
     good = created[0]["backup"]
     assert not created[0].get("failed"), created[0]
     bogus = tmp_path / "bogus.dump"
@@ -198,9 +198,8 @@ def test_restore_verification_on_postgresql(pg_cluster, tmp_path):
     broken = register(env["catalog"], name, str(bogus), good, engine="postgresql")
     before = pg_snapshot(pg_cluster, name)
 
-    results, _ = run_tasks([{INFO: dict(env, verify="restore")}, {INFO: dict(env, verify="restore",
-                                                                             backup=good["id"])}])
-    latest, older = results
+    latest, older = run_tasks([{INFO: dict(env, verify="restore")},
+                               {INFO: dict(env, verify="restore", backup=good["id"])}])
     assert not latest.get("failed"), latest
     assert [item["id"] for item in latest["damaged"]] == [broken["id"]], latest
     assert "pg_restore" in latest["damaged"][0]["reason"]

@@ -68,7 +68,7 @@ def present(env):
 
 def test_retention_check_mode_real_run_and_idempotence(tmp_path):
     env = sqlite_env(tmp_path, "wiki")
-    created, _ = run_tasks([{CREATE: env}, {CREATE: env}])
+    created = run_tasks([{CREATE: env}, {CREATE: env}])
     newest, other = newest_first([result["backup"] for result in created])
     now = utcnow()
     monthly = [fabricate(env, newest, months_ago(now, k, 15)) for k in range(1, 7)]
@@ -82,14 +82,14 @@ def test_retention_check_mode_real_run_and_idempotence(tmp_path):
     removed = [other["id"], older_same_month["id"]] + [entry["id"] for entry in monthly[2:]]
     rule = dict(only(env), keep_monthly=3)
 
-    planned, _ = run_tasks([{PRUNE: rule}], check=True, diff=True)
+    planned = run_tasks([{PRUNE: rule}], check=True, diff=True)
     assert planned[0]["changed"] is True and not planned[0].get("failed"), planned[0]
     assert planned[0]["kept"] == kept and planned[0]["removed"] == removed
     assert planned[0]["diff"]["after"]["backups"] == kept
     assert sorted(planned[0]["diff"]["before"]["backups"]) == everything
     assert present(env) == everything, "check mode must delete nothing"
 
-    results, _ = run_tasks([
+    results = run_tasks([
         {PRUNE: rule},
         {PRUNE: rule},
         {PRUNE: only(env)},
@@ -111,7 +111,7 @@ def test_retention_check_mode_real_run_and_idempotence(tmp_path):
 
 def test_damaged_newest_keeps_newest_intact_and_lock_is_respected(tmp_path):
     env, blog = sqlite_env(tmp_path, "wiki"), sqlite_env(tmp_path, "blog")
-    created, _ = run_tasks([{CREATE: env}, {CREATE: blog}])
+    created = run_tasks([{CREATE: env}, {CREATE: blog}])
     first = created[0]["backup"]
     now = utcnow()
     oldest = fabricate(env, first, now - datetime.timedelta(days=2))
@@ -121,7 +121,7 @@ def test_damaged_newest_keeps_newest_intact_and_lock_is_respected(tmp_path):
     blog_before = present(blog)
 
     with Catalog(blog["catalog"]).lock("blog", "restore"):
-        results, _ = run_tasks([
+        results = run_tasks([
             {PRUNE: dict(only(env), keep_last=0)},
             {PRUNE: dict(only(blog), keep_last=0)},
         ])
@@ -151,9 +151,9 @@ def notes(env, body=None):
 
 def test_keep_previous_copies(tmp_path):
     env = sqlite_env(tmp_path, "wiki")
-    first, _ = run_tasks([{CREATE: env}])
+    first = run_tasks([{CREATE: env}])
     notes(env, "second")
-    results, _ = run_tasks([
+    results = run_tasks([
         {CREATE: env},
         {RESTORE: dict(env, backup=first[0]["backup"]["id"], keep_previous=5)},  # keeps "second"
         {RESTORE: dict(env, backup="latest", keep_previous=5)},  # keeps "first"
@@ -170,7 +170,7 @@ def test_keep_previous_copies(tmp_path):
     assert len(state["previous"]) == 2
     assert notes(env) == [("second",)]
 
-    results, _ = run_tasks([
+    results = run_tasks([
         {PRUNE: dict(env, keep_previous_copies=1)},
         {PRUNE: dict(env, keep_previous_copies=1)},
         {RESTORE: dict(env, rollback=True)},

@@ -24,7 +24,7 @@ import pytest
 from ansible_collections.lifeboat.backup.plugins.module_utils import age
 from archives import flip_byte, mendix_snapshot, truncate
 from datasets import damage_pg, files_snapshot, pg_snapshot, sqlite_snapshot
-from playbook import run_tasks
+from playbook import run_play
 from test_age_cli import PASSPHRASE as CLI_PASSPHRASE
 from test_age_cli import run, run_in_terminal
 from test_postgresql_environment import databases, new_env
@@ -109,7 +109,7 @@ class Play:
         self.tasks.append(task)
 
     def run(self, **options):
-        results, process = run_tasks(self.tasks, **options)
+        results, process = run_play(self.tasks, **options)
         return dict(zip([t["name"] for t in self.tasks], results)), process
 
 
@@ -268,7 +268,7 @@ def sqlite_run(tmp_path_factory):
         play.add("restore " + mode, "backup_restore", task)
         if mode in REPEATED:
             play.add("again " + mode, "backup_restore", task)
-    run["restored"], _ = play.run()
+    run["restored"] = play.run()[0]
     run["after_restore"] = {m: sqlite_state(e) for m, e in envs.items()}
     return run
 
@@ -421,7 +421,7 @@ def pg_run(pg_cluster, tmp_path_factory):
         play.add("restore " + mode, "backup_restore", task)
         if mode == "database_password":
             play.add("again " + mode, "backup_restore", task)
-    run["restored"], _ = play.run()
+    run["restored"] = play.run()[0]
     run["after_restore"] = {m: state(e) for m, e in envs.items()}
     run["after_restore_staged"] = staged()
     return run
@@ -478,7 +478,7 @@ def test_age_cli_reads_lifeboat_backups_and_lifeboat_restores_age_files(tmp_path
     play.add("to passphrase", "backup_create", dict(env, compression="gzip", encryption={
         "mode": "passphrase", "passphrase": CLI_PASSPHRASE, "work_factor": WORK_FACTOR}))
     play.add("plain", "backup_create", dict(env, compression="gzip"))
-    created, _ = play.run()
+    created = play.run()[0]
     assert all(r["changed"] and not r.get("failed") for r in created.values()), created
     to_key, to_passphrase, plain = (created[name]["backup"] for name in ("to key", "to passphrase", "plain"))
 
@@ -517,7 +517,7 @@ def test_age_cli_reads_lifeboat_backups_and_lifeboat_restores_age_files(tmp_path
     play.add("age -r file", "backup_restore", dict(env, src=plain_age, encryption={"identity_file": str(key_file)}))
     play.add("age -p file", "backup_restore", dict(mendix_env, src=snapshot_age,
                                                    encryption={"passphrase": CLI_PASSPHRASE}))
-    restored, _ = play.run()
+    restored = play.run()[0]
     assert all(r["changed"] and not r.get("failed") for r in restored.values()), restored
     assert restored["age -r file"]["restored"]["src"] == plain_age
     assert sqlite_state(env) == original

@@ -41,11 +41,11 @@ def test_round_trip_with_owner_settings_and_privileges(pg_cluster, tmp_path):
     db = env["database"]
     original = pg_snapshot(pg_cluster, db), files_snapshot(env["files_path"])
 
-    planned, _ = run_module("backup_create", dict(env, label="before"), check=True)
+    planned = run_module("backup_create", dict(env, label="before"), check=True)
     assert planned["changed"] is True and not os.path.exists(env["catalog"])
-    created, _ = run_module("backup_create", dict(env, label="before"))
+    created = run_module("backup_create", dict(env, label="before"))
     assert created["changed"] is True, created
-    again, _ = run_module("backup_create", dict(env, label="before"))
+    again = run_module("backup_create", dict(env, label="before"))
     assert again["changed"] is False and again["backup"]["id"] == created["backup"]["id"]
 
     damage_pg(pg_cluster, db)
@@ -53,11 +53,11 @@ def test_round_trip_with_owner_settings_and_privileges(pg_cluster, tmp_path):
     damaged = pg_snapshot(pg_cluster, db), files_snapshot(env["files_path"])
     assert damaged != original
 
-    check, _ = run_module("backup_restore", dict(env, backup="before"), check=True, diff=True)
+    check = run_module("backup_restore", dict(env, backup="before"), check=True, diff=True)
     assert check["changed"] is True and check["diff"]["after"]["backup"] == created["backup"]["id"]
     assert (pg_snapshot(pg_cluster, db), files_snapshot(env["files_path"])) == damaged
 
-    restored, _ = run_module("backup_restore", dict(env, backup="before"))
+    restored = run_module("backup_restore", dict(env, backup="before"))
     assert restored["changed"] is True, restored
     assert (pg_snapshot(pg_cluster, db), files_snapshot(env["files_path"])) == original
 
@@ -77,10 +77,10 @@ def test_round_trip_with_owner_settings_and_privileges(pg_cluster, tmp_path):
     assert pg_cluster.psql("SELECT datallowconn FROM pg_database WHERE datname = %s", params=previous) == [(False,)]
     assert files_snapshot(restored["previous"]["files"]) == damaged[1]
 
-    repeat, _ = run_module("backup_restore", dict(env, backup="before"))
+    repeat = run_module("backup_restore", dict(env, backup="before"))
     assert repeat["changed"] is False
 
-    rolled, _ = run_module("backup_restore", dict(env, rollback=True))
+    rolled = run_module("backup_restore", dict(env, rollback=True))
     assert rolled["changed"] is True, rolled
     assert pg_snapshot(pg_cluster, db)["rows"] == damaged[0]["rows"]
     assert files_snapshot(env["files_path"]) == damaged[1]
@@ -88,7 +88,7 @@ def test_round_trip_with_owner_settings_and_privileges(pg_cluster, tmp_path):
 
 @pytest.mark.parametrize("form", ["mendix", "bare"])
 def test_foreign_archives_restore_into_a_new_database(pg_cluster, tmp_path, form):
-    source, _ = new_env(pg_cluster, tmp_path)
+    source = new_env(pg_cluster, tmp_path)[0]
     dump = str(tmp_path / "db.backup")
     subprocess.run([os.path.join(pg_cluster.bin_dir, "pg_dump"), "-Fc", "-O", "-x", "-h", pg_cluster.socket_dir,
                     "-p", str(pg_cluster.port), "-U", "postgres", "-f", dump, source["database"]], check=True)
@@ -102,21 +102,21 @@ def test_foreign_archives_restore_into_a_new_database(pg_cluster, tmp_path, form
     files = tmp_path / "copy-files"
     env = dict(pg_cluster.conn_params(tcp=False), environment=target, database=target, files_path=str(files),
                catalog=str(tmp_path / "catalog"), owner=source["database"])
-    result, _ = run_module("backup_restore", dict(env, src=src))
+    result = run_module("backup_restore", dict(env, src=src))
     assert result["changed"] is True, result
     assert result["restored"]["src"] == src
     assert pg_snapshot(pg_cluster, target)["rows"] == pg_snapshot(pg_cluster, source["database"])["rows"]
     assert pg_snapshot(pg_cluster, target)["database"][0] == source["database"], "owner option applies"
     if form == "mendix":
         assert (files / "a" / "b.txt").read_bytes() == b"from the snapshot"
-    again, _ = run_module("backup_restore", dict(env, src=src))
+    again = run_module("backup_restore", dict(env, src=src))
     assert again["changed"] is False
 
 
 def test_connection_problems_are_clear(pg_cluster, tmp_path):
-    env, _ = new_env(pg_cluster, tmp_path, tcp=True)
+    env = new_env(pg_cluster, tmp_path, tcp=True)[0]
     before = pg_snapshot(pg_cluster, env["database"])
-    results, _ = run_tasks([
+    results = run_tasks([
         {"lifeboat.backup.backup_create": dict(env, login_password="wrong-password-123")},
         {"lifeboat.backup.backup_restore": dict(env, login_password="wrong-password-123", src="/etc/hostname")},
         {"lifeboat.backup.backup_create": dict(env, login_port=1)},
@@ -129,12 +129,12 @@ def test_connection_problems_are_clear(pg_cluster, tmp_path):
 
 
 def test_damaged_archive_leaves_data_unchanged(pg_cluster, tmp_path):
-    env, _ = new_env(pg_cluster, tmp_path)
-    created, _ = run_module("backup_create", env)
+    env = new_env(pg_cluster, tmp_path)[0]
+    created = run_module("backup_create", env)
     damage_pg(pg_cluster, env["database"])
     before = pg_snapshot(pg_cluster, env["database"]), files_snapshot(env["files_path"])
     flip_byte(created["backup"]["path"])
-    result, _ = run_module("backup_restore", env)
+    result = run_module("backup_restore", env)
     assert result["failed"], result
     assert (pg_snapshot(pg_cluster, env["database"]), files_snapshot(env["files_path"])) == before
     assert databases(pg_cluster, env["database"] + "__lb%") == []
@@ -149,12 +149,12 @@ def test_running_app_is_refused_then_cut_off(pg_cluster, tmp_path):
     app = psycopg.connect(host=pg_cluster.host, port=pg_cluster.port, dbname=db, user=db, password=app_password,
                           autocommit=True)
     try:
-        refused, _ = run_module("backup_restore", env)
+        refused = run_module("backup_restore", env)
         assert refused["failed"] and "1 session" in refused["msg"], refused
         assert pg_snapshot(pg_cluster, db) == before
         app.execute("SELECT 1")  # still connected: the refusal touched nothing
 
-        done, _ = run_module("backup_restore", dict(env, terminate_sessions=True))
+        done = run_module("backup_restore", dict(env, terminate_sessions=True))
         assert done["changed"] is True, done
         with pytest.raises(psycopg.OperationalError):
             app.execute("INSERT INTO customers (name) VALUES ('lost write')")
@@ -179,9 +179,9 @@ KILL_POINTS = [
 
 @pytest.mark.parametrize("point,expected", KILL_POINTS)
 def test_sigkill_leaves_old_or_new_data_and_next_run_cleans_up(pg_cluster, tmp_path, point, expected):
-    env, _ = new_env(pg_cluster, tmp_path, rows=400000 if point == "during_pg_restore" else 200)
+    env = new_env(pg_cluster, tmp_path, rows=400000 if point == "during_pg_restore" else 200)[0]
     db = env["database"]
-    created, _ = run_module("backup_create", env)
+    created = run_module("backup_create", env)
     new = pg_snapshot(pg_cluster, db)["rows"], files_snapshot(env["files_path"])
     damage_pg(pg_cluster, db)
     (tmp_path / db / "files" / "added-later.txt").write_text("old data\n")
@@ -191,7 +191,7 @@ def test_sigkill_leaves_old_or_new_data_and_next_run_cleans_up(pg_cluster, tmp_p
                   rollback=False, login_db="postgres", ssl_mode="prefer", ca_cert=None)
     killed = subprocess.run([sys.executable, os.path.join(REPO, "tests", "integration", "killer.py"), point,
                              json.dumps(params)], env=ansible_env(PYTHONPATH=collections_path()),
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert killed.returncode == -9, (killed.returncode, killed.stdout, killed.stderr)
 
     # Right after the crash the database is on old or new data, never neither.
@@ -199,7 +199,7 @@ def test_sigkill_leaves_old_or_new_data_and_next_run_cleans_up(pg_cluster, tmp_p
     files_now = files_snapshot(env["files_path"]) if os.path.isdir(env["files_path"]) else None
     assert files_now in (old[1], new[1])
 
-    result, _ = run_module("backup_restore", dict(env, backup=created["backup"]["id"]))
+    result = run_module("backup_restore", dict(env, backup=created["backup"]["id"]))
     assert not result.get("failed"), result
     assert (pg_snapshot(pg_cluster, db)["rows"], files_snapshot(env["files_path"])) == new
     assert databases(pg_cluster, db + "__lb_stage%") == []

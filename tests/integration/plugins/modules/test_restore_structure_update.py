@@ -43,19 +43,19 @@ def history(path):
 def env(tmp_path):
     env = make_sqlite_app(tmp_path)
     migrations = write_migrations(tmp_path / "migrations", [1])
-    updated, _ = run_module("structure_update", dict(env, migrations=migrations))
+    updated = run_module("structure_update", dict(env, migrations=migrations))
     assert updated["applied"] == [1], updated
     return env
 
 
 def test_backup_records_structure_and_restore_updates_staging(env, tmp_path):
-    created, _ = run_module("backup_create", env)
+    created = run_module("backup_create", env)
     with tarfile.open(created["backup"]["path"]) as tar:
         assert json.load(tar.extractfile("lifeboat.json"))["structure_version"] == 1
 
     migrations = write_migrations(tmp_path / "migrations", [1, 2, 3])
     damage(env)
-    results, _ = run_tasks([
+    results = run_tasks([
         {"lifeboat.backup.backup_restore": dict(env, structure_update={"migrations": migrations})},
         {"lifeboat.backup.backup_restore": dict(env, structure_update={"migrations": migrations})},
     ])
@@ -70,7 +70,7 @@ def test_failing_migration_leaves_the_environment_untouched(env, tmp_path):
     migrations = write_migrations(tmp_path / "migrations", [1, 2, 3], broken=3)
     damage(env)
     before = sqlite_snapshot(env["path"])
-    result, _ = run_module("backup_restore", dict(env, structure_update={"migrations": migrations}))
+    result = run_module("backup_restore", dict(env, structure_update={"migrations": migrations}))
     assert result["failed"] and "V3__step_3.sql" in result["msg"], result
     assert sqlite_snapshot(env["path"]) == before
     assert [p for p in os.listdir(os.path.dirname(env["path"])) if ".lb_" in p] == []
@@ -79,11 +79,11 @@ def test_failing_migration_leaves_the_environment_untouched(env, tmp_path):
 def test_backup_newer_than_the_project_is_refused_unless_forced(env, tmp_path):
     migrations = write_migrations(tmp_path / "migrations", [1, 2, 3])
     run_module("structure_update", dict(env, migrations=migrations))
-    created, _ = run_module("backup_create", env)
+    created = run_module("backup_create", env)
     old_project = write_migrations(tmp_path / "old-release", [1, 2])
     damage(env)
     before = sqlite_snapshot(env["path"])
-    results, _ = run_tasks([
+    results = run_tasks([
         {"lifeboat.backup.backup_restore": dict(env, structure_update={"migrations": old_project})},
         {"lifeboat.backup.backup_restore": dict(env, structure_update={"migrations": old_project}, force=True)},
     ])

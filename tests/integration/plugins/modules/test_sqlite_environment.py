@@ -70,11 +70,11 @@ def env(tmp_path):
 def test_round_trip_check_mode_diff_and_idempotence(env):
     original = sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])
 
-    result, _ = run_module("backup_create", dict(env, label="nightly"), check=True)
+    result = run_module("backup_create", dict(env, label="nightly"), check=True)
     assert result["changed"] is True and not result.get("failed")
     assert not os.path.exists(env["catalog"]), "check mode must write nothing"
 
-    created, _ = run_module("backup_create", dict(env, label="nightly"))
+    created = run_module("backup_create", dict(env, label="nightly"))
     assert created["changed"] is True, created
     backup = created["backup"]
     assert os.path.isfile(backup["path"]) and backup["path"].endswith(".tar")
@@ -83,19 +83,19 @@ def test_round_trip_check_mode_diff_and_idempotence(env):
     assert backup["files"] == {"count": 3, "size": 5006}
     assert [d["name"] for d in backup["databases"]] == ["db"]
 
-    again, _ = run_module("backup_create", dict(env, label="nightly"))
+    again = run_module("backup_create", dict(env, label="nightly"))
     assert again["changed"] is False and again["backup"]["id"] == backup["id"]
 
     damage(env)
     damaged = sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])
     assert damaged != original
 
-    planned, _ = run_module("backup_restore", dict(env, backup="nightly"), check=True, diff=True)
+    planned = run_module("backup_restore", dict(env, backup="nightly"), check=True, diff=True)
     assert planned["changed"] is True
     assert planned["diff"] == {"before": {"backup": None}, "after": {"backup": backup["id"]}}
     assert (sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])) == damaged
 
-    restored, _ = run_module("backup_restore", dict(env, backup="nightly"), diff=True)
+    restored = run_module("backup_restore", dict(env, backup="nightly"), diff=True)
     assert restored["changed"] is True, restored
     assert restored["restored"]["id"] == backup["id"]
     assert not [p for p in os.listdir(os.path.dirname(env["path"])) if p.startswith("app.db-")], \
@@ -106,34 +106,34 @@ def test_round_trip_check_mode_diff_and_idempotence(env):
     assert sqlite_snapshot(previous_db) == damaged[0]
     assert files_snapshot(restored["previous"]["files"]) == damaged[1]
 
-    repeat, _ = run_module("backup_restore", dict(env, backup="latest"))
+    repeat = run_module("backup_restore", dict(env, backup="latest"))
     assert repeat["changed"] is False
 
-    forced, _ = run_module("backup_restore", dict(env, backup="latest", force=True, keep_previous=1))
+    forced = run_module("backup_restore", dict(env, backup="latest", force=True, keep_previous=1))
     assert forced["changed"] is True
     assert not os.path.exists(previous_db), "keep_previous: 1 drops the older copy"
 
 
 def test_rollback_brings_previous_data_back(env):
-    created, _ = run_module("backup_create", env)
+    created = run_module("backup_create", env)
     damage(env)
     damaged = sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])
     run_module("backup_restore", dict(env, backup=created["backup"]["id"]))
     assert sqlite_snapshot(env["path"]) != damaged[0]
 
-    rolled, _ = run_module("backup_restore", dict(env, rollback=True), diff=True)
+    rolled = run_module("backup_restore", dict(env, rollback=True), diff=True)
     assert rolled["changed"] is True, rolled
     assert (sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])) == damaged
     assert rolled["diff"]["before"]["backup"] == created["backup"]["id"]
 
     # The rollback kept what it replaced: rolling back again returns to the restored backup.
-    again, _ = run_module("backup_restore", dict(env, rollback=True))
+    again = run_module("backup_restore", dict(env, rollback=True))
     assert again["changed"] is True
     assert sqlite_snapshot(env["path"]) != damaged[0]
 
 
 def test_gzip_and_model_version(env):
-    created, _ = run_module("backup_create", dict(env, compression="gzip", model_version="1.2.3"))
+    created = run_module("backup_create", dict(env, compression="gzip", model_version="1.2.3"))
     assert created["backup"]["path"].endswith(".tar.gz")
     import json
     import tarfile
@@ -148,7 +148,7 @@ BAD = ["flipped", "truncated", "not-an-archive", "dotdot", "absolute", "symlink"
 
 
 def test_bad_archives_leave_the_environment_unchanged(env, tmp_path):
-    created, _ = run_module("backup_create", env)
+    created = run_module("backup_create", env)
     damage(env)
     before = sqlite_snapshot(env["path"]), files_snapshot(env["files_path"])
     sources = {}
@@ -164,7 +164,7 @@ def test_bad_archives_leave_the_environment_unchanged(env, tmp_path):
             hostile_archive(src, kind, env["path"])
 
     # One playbook, one restore task per bad archive (each task's failure is kept, the play goes on).
-    results, _ = run_tasks([{"lifeboat.backup.backup_restore": dict(env, src=src)} for src in sources.values()])
+    results = run_tasks([{"lifeboat.backup.backup_restore": dict(env, src=src)} for src in sources.values()])
     for kind, result in zip(sources, results):
         assert result.get("failed") is True, (kind, result)
         assert result["msg"] and "Traceback" not in result["msg"], (kind, result)
@@ -176,15 +176,15 @@ def test_bad_archives_leave_the_environment_unchanged(env, tmp_path):
 
 
 def test_damaged_catalog_archive_is_refused(env):
-    created, _ = run_module("backup_create", env)
+    created = run_module("backup_create", env)
     flip_byte(created["backup"]["path"])
-    result, _ = run_module("backup_restore", env)
+    result = run_module("backup_restore", env)
     assert result.get("failed") and ("corrupt" in result["msg"] or "checksum" in result["msg"]), result
 
 
 def test_unknown_backup_id(env):
     run_module("backup_create", dict(env, label="known"))
-    result, _ = run_module("backup_restore", dict(env, backup="20000101T000000Z-000000"))
+    result = run_module("backup_restore", dict(env, backup="20000101T000000Z-000000"))
     assert result.get("failed") and "20000101T000000Z-000000" in result["msg"], result
     assert "known" in result["msg"]
 
@@ -196,7 +196,7 @@ def test_database_in_use_is_refused(env):
     holder = sqlite3.connect(env["path"], isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        result, _ = run_module("backup_restore", env)
+        result = run_module("backup_restore", env)
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import structure
-from playbook import run_tasks
+from playbook import run_play, run_tasks
 
 MODULE = "lifeboat.backup.structure_update"
 PG_MIGRATIONS = {
@@ -105,7 +105,7 @@ def test_postgres_check_mode_apply_idempotence_diff_and_owner(pg_cluster, tmp_pa
     structure.update("postgresql", params, db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
     args = dict(params, migrations=migrations_dir(tmp_path / "migrations", PG_MIGRATIONS))
 
-    results, process = run_tasks([
+    results, process = run_play([
         {MODULE: args, "check_mode": True, "diff": True},
         {MODULE: args, "diff": True},
         {MODULE: args},
@@ -135,7 +135,7 @@ def test_postgres_drift_newer_failure_and_command(pg_cluster, tmp_path):
     conn = pg_cluster.conn_params(tcp=True)
     full = migrations_dir(tmp_path / "migrations", PG_MIGRATIONS)
 
-    drift_db, newer_db, failing_db, command_db = (new_pg_database(pg_cluster) for _ in range(4))
+    drift_db, newer_db, failing_db, command_db = (new_pg_database(pg_cluster) for _index in range(4))
     for db in (drift_db, newer_db):
         structure.update("postgresql", conn, db, migrations=full)
     pg_cluster.psql("INSERT INTO lifeboat_schema_history (version, description, sha256, duration) "
@@ -151,7 +151,7 @@ def test_postgres_drift_newer_failure_and_command(pg_cluster, tmp_path):
     def task(db, **args):
         return {MODULE: dict(conn, environment="shop", database=db, **args)}
 
-    results, _ = run_tasks([
+    results = run_tasks([
         task(drift_db, migrations=edited),
         task(drift_db, migrations=edited, allow_drift=True),
         task(newer_db, migrations=full),
@@ -214,7 +214,7 @@ def test_sqlite_check_apply_idempotence_failure_and_command(tmp_path):
     def task(path, **args):
         return {MODULE: dict(environment="wiki", engine="sqlite", path=path, **args)}
 
-    results, _ = run_tasks([
+    results = run_tasks([
         dict(task(app, migrations=full), check_mode=True, diff=True),
         dict(task(app, migrations=full), diff=True),
         task(app, migrations=full),

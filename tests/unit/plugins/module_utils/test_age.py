@@ -35,7 +35,10 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.age import (
 )
 
 REPO = Path(__file__).resolve().parents[4]
-VECTORS = REPO.parent / "shared" / "testdata" / "age-cctv"
+# shared/ lies beside the git checkout; `make units` runs a copy at <build>/ansible_collections/lifeboat/backup
+# and links shared/ into <build>.
+_CANDIDATES = [base / "shared" / "testdata" / "age-cctv" for base in (REPO.parent, REPO.parents[2])]
+VECTORS = next((path for path in _CANDIDATES if path.is_dir()), _CANDIDATES[0])
 LOW = 10  # the lowest work factor AgeWriter accepts: scrypt in milliseconds
 SPEC_IDENTITY = "AGE-SECRET-KEY-1GFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPYYSJZGFPQ4EGAEX"
 SPEC_RECIPIENT = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj"

@@ -214,8 +214,9 @@ def test_plan_names_both_problems_and_both_remedies():
      [(1, "INSERT INTO a VALUES ('x;y');"), (3, "INSERT INTO a VALUES (1)")]),
     ("/* header; */\n\nCREATE TABLE a (x);\n", [(3, "CREATE TABLE a (x);")]),
     ("CREATE TRIGGER t AFTER INSERT ON a BEGIN\n  INSERT INTO b VALUES (1);\n  INSERT INTO b VALUES (2);\nEND;\n"
-     "SELECT 1;", [(1, "CREATE TRIGGER t AFTER INSERT ON a BEGIN\n  INSERT INTO b VALUES (1);\n"
-                      "  INSERT INTO b VALUES (2);\nEND;"), (5, "SELECT 1;")]),
+     "SELECT 1;",
+     [(1, "CREATE TRIGGER t AFTER INSERT ON a BEGIN\n  INSERT INTO b VALUES (1);\n  INSERT INTO b VALUES (2);\nEND;"),
+      (5, "SELECT 1;")]),
     ("", []),
     ("-- only a comment\n", []),
     (";;\n;", []),

@@ -1,0 +1,466 @@
+# -*- coding: utf-8 -*-
+# Copyright: Lifeboat maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""backup_upload and backup_download on the node: take in, check and register uploaded archives; hand catalog
+archives to the connection user for download.
+
+The controller halves are the action plugins ``plugins/action/backup_upload.py`` and ``backup_download.py``.
+They move the bytes with the connection's own file transfer and tell the module what they know through
+internal options: ``_sha256`` and ``_size`` of the archive on the controller, ``_uploaded`` (where the
+archive landed on the node), ``_export_dir`` (where the connection user can fetch a copy from).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, encryption
+from ansible_collections.lifeboat.backup.plugins.module_utils import restore as restore_module
+from ansible_collections.lifeboat.backup.plugins.module_utils.backup import RESULT_KEYS, entry_result
+from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
+    CHUNK_SIZE,
+    LifeboatError,
+    check_name,
+    fsync_dir,
+    isoformat,
+    new_backup_id,
+    remove_path,
+    sha256_file,
+    utcnow,
+)
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
+
+ORIGIN = "uploaded"
+# A bare custom-format dump is no tar: it keeps the suffix pg_dump users know (listed in archive.SUFFIXES).
+DUMP_SUFFIX = ".backup"
+# An encrypted upload whose content is unknown (no key given): Lifeboat and Mendix archives are tars.
+ENCRYPTED_DEFAULT_SUFFIX = ".tar.age"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_NOT_CARRIED = ("backup_id", "label", "comment", "created_at", "environment", "databases", "files", "format",
+                "format_version", "metadata_sha256", "encryption", "compression", "origin", "duration")
+_MIB = 1024 * 1024
+
+
+# ---------------------------------------------------------------------------------------------- upload
+
+
+def upload(params, check_mode=False):
+    """One run of backup_upload on the node.
+
+    Without ``_uploaded`` it is the probe the action plugin runs first: when the environment's catalog has
+    an archive with the same SHA-256 nothing needs to be sent (and ``restore`` is done at once); otherwise
+    the result says ``upload_needed``. With ``_uploaded`` the archive has arrived: it is checked and
+    registered, then restored if asked.
+    """
+    env = check_name(params["environment"], "environment")
+    sha256 = params.get("_sha256")
+    if not isinstance(sha256, str) or not _SHA256.match(sha256):
+        raise LifeboatError("backup_upload runs through its action plugin, which gives the archive's SHA-256; "
+                            "call it as lifeboat.backup.backup_upload in a task")
+    catalog = Catalog(params["catalog"])
+    label = params.get("label")
+    uploaded = params.get("_uploaded")
+    found = catalog.find_by_sha256(env, sha256)
+    if found is None and uploaded is None:
+        _check_label_free(catalog, env, label)
+        current = _current(catalog, env)
+        if params["restore"]:
+            _check_environment(params)
+        if check_mode:
+            return _planned(params, sha256, current)
+        _check_space(catalog.root, params.get("_size") or 0)
+        return {"changed": False, "upload_needed": True}
+
+    warnings = []
+    created = False
+    if found is None:
+        entry, created, verification = _import(catalog, env, params, uploaded, sha256)
+    else:
+        entry, verification = found, None
+        if uploaded is not None:  # another run registered the same archive meanwhile
+            _discard(uploaded)
+        if label and found.get("label") != label:
+            warnings.append("the archive is already backup %s of environment %s (label %r); it was not registered "
+                            "again, so label %r was not applied" % (found["id"], env, found.get("label"), label))
+    result = {
+        "changed": created,
+        "backup": entry_result(entry),
+        "kind": entry.get("kind"),
+        "verification": verification,
+        "warnings": warnings + catalog.warnings,
+        "diff": {"before": {"uploaded": None if created else entry["id"]},
+                 "after": {"uploaded": entry["id"]}},
+    }
+    if params["restore"]:
+        done = _restore(params, env, entry, created, check_mode)
+        result["changed"] = created or done["changed"]
+        result["warnings"].extend(done["warnings"])
+        result["restored"] = done["restored"]
+        result["previous"] = done["previous"]
+        result["diff"]["before"]["current"] = done["diff"]["before"]["backup"]
+        result["diff"]["after"]["current"] = done["diff"]["after"]["backup"]
+    return result
+
+
+def _check_environment(params):
+    """Wrong environment or connection options fail before anything is sent, not after."""
+    env = Environment(params)
+    try:
+        env.engine.exists(env.targets[MAIN])
+    finally:
+        env.close()
+
+
+def _check_label_free(catalog, env, label):
+    if not label:
+        return
+    taken = catalog.find_by_label(env, label)
+    if taken is not None:
+        raise LifeboatError("environment %s already has backup %s labelled %r, with other content; give the upload "
+                            "another label" % (env, taken["id"], label))
+
+
+def _current(catalog, env):
+    """Which backup the environment runs on, as --diff names it."""
+    if not os.path.isdir(catalog.env_dir(env)):
+        return None
+    current = (catalog.read_state(env) or {}).get("current")
+    return (current.get("id") or current.get("src")) if current else None
+
+
+def _planned(params, sha256, current):
+    """What check mode reports: the upload would be registered (and restored); nothing is sent."""
+    planned = {key: None for key in RESULT_KEYS}
+    planned.update(label=params.get("label"), comment=params.get("comment"), size=params.get("_size"),
+                   sha256=sha256)
+    result = {"changed": True, "backup": planned, "kind": None, "verification": None, "warnings": [],
+              "diff": {"before": {"uploaded": None}, "after": {"uploaded": "(new) %s" % _original_name(params)}}}
+    if params["restore"]:
+        result["restored"] = {"id": None, "label": params.get("label"), "src": None}
+        result["previous"] = {"databases": [], "files": None}
+        result["diff"]["before"]["current"] = current
+        result["diff"]["after"]["current"] = "(new) %s" % _original_name(params)
+    return result
+
+
+def _check_space(root, size):
+    """Refuse before sending when the catalog's file system cannot take the archive."""
+    path = root
+    while not os.path.isdir(path):
+        path = os.path.dirname(path)
+    free = shutil.disk_usage(path).free
+    if size > free:
+        raise LifeboatError("the catalog %s has %d MiB free, the archive needs %d MiB; free some space (nothing was "
+                            "sent)" % (root, free // _MIB, -(-size // _MIB)))
+
+
+def _original_name(params):
+    return os.path.basename(params.get("src") or "") or "upload"
+
+
+def _restore(params, env, entry, created, check_mode):
+    """Restore the registered archive with all of backup_restore's guarantees."""
+    options = dict(params, backup=entry["id"], src=None, rollback=False)
+    try:
+        return restore_module.restore(options, check_mode=check_mode)
+    except LifeboatError as exc:
+        if not created:
+            raise
+        raise LifeboatError("%s (the upload itself succeeded: the archive is backup %s of environment %s; once this "
+                            "is fixed, run the task again, which restores it without sending it again)"
+                            % (exc, entry["id"], env))
+
+
+def _import(catalog, env, params, uploaded, sha256):
+    """Move the uploaded file into the catalog's .tmp, check it, register it: (entry, created, verification)."""
+    started = time.monotonic()
+    name = _original_name(params)
+    try:
+        with catalog.lock(env, "upload"):
+            found = catalog.find_by_sha256(env, sha256)
+            if found is not None:
+                return found, False, None
+            _check_label_free(catalog, env, params.get("label"))
+            catalog.clean_tmp(env)
+            tmp = catalog.tmp_dir(env)
+            created = utcnow()
+            backup_id = new_backup_id(created)
+            part = os.path.join(tmp, backup_id + ".part")
+            scratch = tempfile.mkdtemp(prefix="upload-", dir=tmp)
+            try:
+                _move_in(uploaded, part)
+                _check_received(part, sha256, params.get("_size"))
+                try:
+                    facts, suffix, verification = inspect_archive(part, params, scratch, name, sha256)
+                except LifeboatError as exc:
+                    raise LifeboatError("rejected the upload of %s: %s; nothing was registered"
+                                        % (name, str(exc).replace(part, name)))
+                entry = dict(facts)
+                entry.update(
+                    verification=verification,
+                    id=backup_id,
+                    label=params.get("label"),
+                    comment=params.get("comment"),
+                    created_at=isoformat(created),
+                    environment=env,
+                    origin=ORIGIN,
+                    original_name=name,
+                    duration=round(time.monotonic() - started, 3),
+                )
+                return catalog.add(env, entry, part, suffix), True, verification
+            finally:
+                remove_path(part)
+                remove_path(scratch)
+    finally:
+        _discard(uploaded)
+
+
+def _discard(path):
+    # The action plugin removes its tmp dir too; a file we may not delete stays for it.
+    try:
+        remove_path(path)
+    except OSError:
+        pass
+
+
+def _move_in(src, dst):
+    """Take the uploaded file into the catalog: renamed where possible, else copied; owned by us, mode 0600.
+
+    The file lies in the connection user's tmp dir, so it is opened without following links and must be a
+    regular file with one name, or a hostile user could have it swapped for something else.
+    """
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LifeboatError("cannot open the uploaded file %s: %s; run the task again" % (src, exc.strerror))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise LifeboatError("the uploaded file %s is not a plain file any more; run the task again" % src)
+        if info.st_uid == os.geteuid() or os.geteuid() == 0:
+            try:
+                os.rename(src, dst)
+            except OSError:
+                pass  # another file system, or a directory we may not change: copy below
+            else:
+                moved = os.lstat(dst)
+                if (moved.st_dev, moved.st_ino) != (info.st_dev, info.st_ino):
+                    raise LifeboatError("the uploaded file %s was replaced while it was taken in; run the task "
+                                        "again" % src)
+                os.fchown(fd, os.geteuid(), os.getegid())
+                os.fchmod(fd, 0o600)
+                os.fsync(fd)
+                fsync_dir(os.path.dirname(dst))
+                return
+        _copy_fd(fd, dst)
+    finally:
+        os.close(fd)
+    _discard(src)  # frees its space at once, for an archive the size of the free space
+
+
+def _copy_fd(fd, dst):
+    out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        for chunk in iter(lambda: os.read(fd, CHUNK_SIZE), b""):
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(out, view):]
+        os.fsync(out)
+    finally:
+        os.close(out)
+    fsync_dir(os.path.dirname(dst))
+
+
+def _check_received(path, sha256, size):
+    actual = os.stat(path).st_size
+    if size is not None and actual != size:
+        raise LifeboatError("the archive arrived with %d of its %d bytes: the transfer was cut off; nothing was "
+                            "registered, run the task again" % (actual, size))
+    if sha256_file(path) != sha256:
+        raise LifeboatError("the archive arrived with another SHA-256 than it has on the controller: it was damaged "
+                            "in transfer; nothing was registered, run the task again")
+
+
+# ------------------------------------------------------------------------------------ checking an archive
+
+
+def inspect_archive(path, params, scratch, name=None, sha256=None):
+    """Check that the archive at ``path`` opens and say what it holds: (facts for the entry, suffix, verification).
+
+    Lifeboat archives and Mendix snapshots are read through once (decrypted with the key in ``params`` when
+    encrypted), their dumps extracted below ``scratch`` and every checksum checked. ``verification`` says
+    how far the check could go: ``checksums`` (every member against the manifest, or an encrypted dump
+    whose every chunk authenticated), ``structure`` (a Mendix snapshot: complete tar and gzip, no checksums
+    to check), ``header`` (a bare dump, or an encrypted archive uploaded without its key: only the header
+    could be read). ``sha256`` is the file's, when the caller already knows it.
+    """
+    kind = archive.detect_kind(path)
+    sealed = None
+    if kind == "age":
+        with open(path, "rb") as handle:
+            sealed = age.read_header(handle)
+        if not _key_given(params):
+            facts = _facts(None, sealed)
+            return facts, _encrypted_suffix(name), "header"
+    if kind == "pgdump":
+        facts = _facts("pgdump", None, engine="postgresql",
+                       databases=[{"name": MAIN, "size": os.path.getsize(path), "sha256": sha256 or sha256_file(path)}])
+        return facts, DUMP_SUFFIX, "header"
+    with encryption.open_source(path, params) as stream:
+        head = _Head(stream)
+        contents = archive.read_archive(head, db_dir=os.path.join(scratch, "db"), tree_dir=None, name=path)
+    compressed = head.first.startswith(archive.GZIP_MAGIC)
+    if contents.kind == "pgdump":
+        database = contents.databases[MAIN]
+        facts = _facts("pgdump", sealed, engine="postgresql",
+                       databases=[{"name": MAIN, "size": os.path.getsize(database), "sha256": sha256_file(database)}])
+        return facts, DUMP_SUFFIX + ".age", "checksums"
+    suffix = archive.suffix_for("gzip" if compressed else "none", encrypted=sealed is not None)
+    facts = _facts(contents.kind, sealed, compression="gzip" if compressed else "none")
+    manifest = contents.manifest
+    if manifest is not None:
+        # What the manifest says about the data (engine, versions, structure_version, ...) carries over; what it
+        # says about the backup it was (id, environment, time, label) is kept as its source.
+        kept = {key: value for key, value in manifest.items() if key not in _NOT_CARRIED}
+        kept.update(facts)
+        kept.update(
+            engine=manifest.get("engine"),
+            databases=[{"name": d["name"], "size": d["size"], "sha256": d["sha256"]} for d in manifest["databases"]],
+            files={"count": manifest["files"]["count"], "size": manifest["files"]["size"]}
+            if manifest.get("files") else None,
+            source={key: manifest.get(key) for key in ("backup_id", "environment", "created_at", "label")},
+        )
+        return kept, suffix, "checksums"
+    databases = sorted(contents.databases.items())
+    facts.update(
+        engine=_engine_of(contents.databases[MAIN]),
+        databases=[{"name": db, "size": os.path.getsize(p), "sha256": sha256_file(p)} for db, p in databases],
+        files={"count": contents.files[0], "size": contents.files[1]} if contents.files[0] else None,
+        model_version=(contents.metadata or {}).get("modelVersion") or None,
+    )
+    return facts, suffix, "structure"
+
+
+def _key_given(params):
+    """Whether the upload comes with a key to check an encrypted archive with. Restoring needs one anyway; a
+    login_password alone is no key for a plain upload (module_defaults may set it for every task)."""
+    settings = params.get("encryption") or {}
+    if params.get("restore") or settings.get("mode") == "database_password":
+        return True
+    return any(settings.get(key) for key in ("passphrase", "identity", "identity_file"))
+
+
+def _facts(kind, sealed, engine=None, databases=None, compression=None):
+    if sealed is None:
+        protection = {"mode": "none", "recipients": []}
+    else:
+        # The public keys are not in an age header, only the kinds of its stanzas.
+        protection = {"mode": "passphrase" if sealed["passphrase"] else "recipients", "recipients": [],
+                      "stanzas": sealed["stanzas"]}
+    return {
+        "kind": kind,
+        "engine": engine,
+        "databases": databases or [],
+        "files": None,
+        "compression": compression if kind != "pgdump" else "none",
+        "encryption": protection,
+    }
+
+
+def _encrypted_suffix(name):
+    """An encrypted archive whose content could not be read keeps the suffix its name has, if it is one of ours."""
+    candidates = sorted((s for s in archive.SUFFIXES if s.endswith(".age")), key=len, reverse=True)
+    return next((s for s in candidates if name and name.endswith(s)), ENCRYPTED_DEFAULT_SUFFIX)
+
+
+def _engine_of(dump_path):
+    with open(dump_path, "rb") as handle:
+        magic = handle.read(len(_SQLITE_MAGIC))
+    if magic.startswith(archive.PGDMP_MAGIC):
+        return "postgresql"
+    return "sqlite" if magic == _SQLITE_MAGIC else None
+
+
+class _Head:
+    """Passes a stream through and keeps its first bytes (gzip or not, once decrypted)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.first = b""
+
+    def read(self, size=-1):
+        data = self._stream.read(size)
+        if len(self.first) < 2:
+            self.first += data[: 2 - len(self.first)]
+        return data
+
+
+# -------------------------------------------------------------------------------------------- download
+
+
+def download(params, check_mode=False):
+    """Resolve the backup to download; with ``_export_dir``, put a copy there for the connection user."""
+    env = check_name(params["environment"], "environment")
+    catalog = Catalog(params["catalog"])
+    if not os.path.isdir(catalog.env_dir(env)):
+        raise LifeboatError("environment %s has no backups in catalog %s" % (env, catalog.root))
+    entry = catalog.resolve(env, params.get("backup") or "latest")
+    path = catalog.archive_path(entry)
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise LifeboatError("cannot read the archive of backup %s (%s): %s" % (entry["id"], path, exc.strerror))
+    if size != entry.get("size"):
+        raise LifeboatError("the archive of backup %s is damaged: %s has %d bytes, the catalog says %s"
+                            % (entry["id"], path, size, entry.get("size")))
+    result = {"changed": False, "backup": entry_result(entry), "size": size, "sha256": entry["sha256"],
+              "warnings": list(catalog.warnings)}
+    if params.get("_export_dir") and not check_mode:
+        result["export_path"] = export(path, params["_export_dir"])
+    return result
+
+
+def export(path, directory):
+    """Make the archive at ``path`` readable for the owner of ``directory`` (the connection user's tmp dir).
+
+    Returns ``path`` itself when that owner is us. Otherwise root copies it there and gives the copy to that
+    user. A hard link would be cheaper, but changing its owner would change the catalog's own file.
+    """
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise LifeboatError("cannot use the transfer directory %s: %s" % (directory, exc.strerror))
+    try:
+        owner = os.fstat(dir_fd)
+        if owner.st_uid == os.geteuid():
+            return path
+        if os.geteuid() != 0:
+            raise LifeboatError("cannot hand the archive %s to the connection user (uid %d): only root can; become "
+                                "root, or connect as the catalog's owner" % (path, owner.st_uid))
+        name = os.path.basename(path)
+        try:
+            out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                          dir_fd=dir_fd)
+        except FileExistsError:
+            raise LifeboatError("%s already exists in the transfer directory %s; run the task again"
+                                % (name, directory))
+        try:
+            with open(path, "rb") as source, os.fdopen(os.dup(out), "wb") as sink:
+                shutil.copyfileobj(source, sink, CHUNK_SIZE)
+            os.fchown(out, owner.st_uid, owner.st_gid)
+        except BaseException:
+            os.unlink(name, dir_fd=dir_fd)
+            raise
+        finally:
+            os.close(out)
+        return os.path.join(directory, name)
+    finally:
+        os.close(dir_fd)

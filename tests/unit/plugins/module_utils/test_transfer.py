@@ -1,0 +1,434 @@
+# -*- coding: utf-8 -*-
+# Copyright: Lifeboat maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The node half of backup_upload and backup_download, on real files, catalogs and SQLite environments."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pwd
+import sqlite3
+import stat
+import tarfile
+
+import pytest
+
+from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, transfer
+from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, sha256_file
+
+PASSPHRASE = "correct horse battery staple"
+PGDUMP = b"PGDMP\x01\x0e\x00" + bytes(range(256)) * 40
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="changes file owners: needs root")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def sqlite_db(path, value="original"):
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE t (v TEXT)")
+    connection.execute("INSERT INTO t VALUES (?)", [value])
+    connection.commit()
+    connection.close()
+    return str(path)
+
+
+def rows(path):
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("SELECT v FROM t").fetchall()
+    finally:
+        connection.close()
+
+
+def lifeboat_archive(path, dump, files=None, compression="none"):
+    manifest = {"backup_id": "20250101T000000Z-abcdef", "label": "nightly", "comment": None,
+                "created_at": "2025-01-01T00:00:00Z", "environment": "prod", "engine": "sqlite",
+                "server_version": "3.40", "tool_version": "0.1.0", "structure_version": "1.2.3"}
+    metadata = archive.mendix_metadata(1, os.path.getsize(dump), "", 0, 0)
+    with open(path, "wb") as handle:
+        archive.write_archive(handle, manifest=manifest, metadata=metadata, databases=[("db", dump)],
+                              files_path=files, compression=compression)
+    return str(path)
+
+
+def mendix_snapshot(path, dump_bytes, files=None):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in [(".metadata", b'{"modelVersion": "9.24.1"}'), ("db/db.backup", dump_bytes)] + sorted(
+                (files or {}).items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+@pytest.fixture
+def sources(tmp_path):
+    """One archive of every accepted kind, plus the SQLite database and file store they hold."""
+    db = sqlite_db(tmp_path / "source.db")
+    store = tmp_path / "store"
+    (store / "ab").mkdir(parents=True)
+    (store / "ab" / "file.bin").write_bytes(os.urandom(5000))
+    made = {
+        "lifeboat": lifeboat_archive(tmp_path / "plain.tar", db, str(store)),
+        "lifeboat-gzip": lifeboat_archive(tmp_path / "gz.tar.gz", db, str(store), compression="gzip"),
+        "mendix": mendix_snapshot(tmp_path / "snapshot.tar.gz", PGDUMP, {"tree/ab/c.txt": b"hello"}),
+        "pgdump": str(tmp_path / "export.db"),
+    }
+    (tmp_path / "export.db").write_bytes(PGDUMP)
+    made["age"] = str(tmp_path / "sealed.tar.age")
+    age.encrypt_file(made["lifeboat"], made["age"], passphrase=PASSPHRASE, work_factor=10)
+    made["age-dump"] = str(tmp_path / "dump.age")
+    age.encrypt_file(made["pgdump"], made["age-dump"], passphrase=PASSPHRASE, work_factor=10)
+    return made
+
+
+def params(tmp_path, **extra):
+    """backup_upload's parameters as AnsibleModule hands them over (defaults included)."""
+    values = {
+        "environment": "acc", "engine": "sqlite", "database": None, "path": str(tmp_path / "acc.db"),
+        "files_path": None, "catalog": str(tmp_path / "catalog"), "src": "/controller/upload.tar",
+        "label": None, "comment": None, "restore": False, "owner": None, "keep_previous": 1,
+        "terminate_sessions": False, "force": False, "encryption": {"mode": "none"},
+        "login_host": None, "login_port": 5432, "login_user": "postgres", "login_password": None,
+        "login_unix_socket": None, "login_db": "postgres", "ssl_mode": "prefer", "ca_cert": None, "pg_bin_dir": None,
+        "_sha256": None, "_size": None, "_uploaded": None,
+    }
+    values.update(extra)
+    return values
+
+
+def send(tmp_path, source, **extra):
+    """What the action plugin does: checksum on the 'controller', probe, 'transfer' into a tmp dir, import."""
+    values = params(tmp_path, src=source, _sha256=sha256_file(source), _size=os.path.getsize(source), **extra)
+    probe = transfer.upload(values)
+    if not probe.get("upload_needed"):
+        return probe, None
+    remote_tmp = tmp_path / "remote-tmp"
+    remote_tmp.mkdir(exist_ok=True)
+    uploaded = remote_tmp / "lifeboat-upload"
+    uploaded.write_bytes(open(source, "rb").read())
+    return transfer.upload(dict(values, _uploaded=str(uploaded))), str(uploaded)
+
+
+def tmp_leftovers(tmp_path, env="acc"):
+    tmp = tmp_path / "catalog" / env / ".tmp"
+    return sorted(os.listdir(tmp)) if tmp.is_dir() else []
+
+
+# ---------------------------------------------------------------------------------------- inspection
+
+
+@pytest.mark.parametrize("kind,expected", [
+    ("lifeboat", ("lifeboat", ".tar", "checksums", "sqlite", "none", "none")),
+    ("lifeboat-gzip", ("lifeboat", ".tar.gz", "checksums", "sqlite", "gzip", "none")),
+    ("mendix", ("mendix", ".tar.gz", "structure", "postgresql", "gzip", "none")),
+    ("pgdump", ("pgdump", ".backup", "header", "postgresql", "none", "none")),
+    ("age", ("lifeboat", ".tar.age", "checksums", "sqlite", "none", "passphrase")),
+    ("age-dump", ("pgdump", ".backup.age", "checksums", "postgresql", "none", "passphrase")),
+])
+def test_inspect_recognises_every_kind_by_content(sources, tmp_path, kind, expected):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    key = {"encryption": {"mode": "none", "passphrase": PASSPHRASE}}
+    facts, suffix, verification = transfer.inspect_archive(sources[kind], params(tmp_path, **key), str(scratch),
+                                                           "whatever.name")
+    got = (facts["kind"], suffix, verification, facts["engine"], facts["compression"], facts["encryption"]["mode"])
+    assert got == expected
+    assert suffix in archive.SUFFIXES, "archive.SUFFIXES must list %s" % suffix
+    assert facts["databases"][0]["name"] == "db" and facts["databases"][0]["size"] > 0
+
+
+def test_inspect_reports_what_a_manifest_would(sources, tmp_path):
+    facts, _suffix, _check = transfer.inspect_archive(sources["lifeboat"], params(tmp_path), str(tmp_path / "one"))
+    assert facts["files"] == {"count": 1, "size": 5000}
+    assert facts["source"] == {"backup_id": "20250101T000000Z-abcdef", "environment": "prod",
+                               "created_at": "2025-01-01T00:00:00Z", "label": "nightly"}
+    assert facts["structure_version"] == "1.2.3" and facts["server_version"] == "3.40"
+    assert "label" not in facts and "format" not in facts and "backup_id" not in facts
+    facts, _suffix, _check = transfer.inspect_archive(sources["mendix"], params(tmp_path), str(tmp_path / "two"))
+    assert facts["files"] == {"count": 1, "size": 5}
+    assert facts["model_version"] == "9.24.1"
+    assert facts["databases"] == [{"name": "db", "size": len(PGDUMP), "sha256": hashlib.sha256(PGDUMP).hexdigest()}]
+
+
+@pytest.mark.parametrize("name,suffix", [("x.tar.gz.age", ".tar.gz.age"), ("x.tar.age", ".tar.age"),
+                                         ("download.bin", ".tar.age")])
+def test_encrypted_archive_without_key_is_checked_by_its_header(sources, tmp_path, name, suffix):
+    # A login_password (module_defaults may set one) is no key for a plain upload.
+    facts, got, verification = transfer.inspect_archive(sources["age"], params(tmp_path, login_password="db-pw"),
+                                                        str(tmp_path), name)
+    assert (facts["kind"], got, verification) == (None, suffix, "header")
+    assert facts["encryption"] == {"mode": "passphrase", "recipients": [], "stanzas": ["scrypt"]}
+
+
+def damaged(sources, tmp_path, how):
+    path = str(tmp_path / ("damaged-" + how))
+    data = bytearray(open(sources["lifeboat"], "rb").read())
+    if how == "truncated":
+        data = data[: len(data) // 2]
+    elif how == "flipped":
+        index = data.index(b"PGDMP") if b"PGDMP" in data else data.index(b"SQLite format 3") + 200
+        data[index] ^= 0xFF
+    elif how == "not-an-archive":
+        data = bytearray(b"just some text\n" * 100)
+    elif how == "hostile":
+        with tarfile.open(path, "w") as tar:
+            for name, content in (("db/db.backup", PGDUMP), ("tree/../../escaped", b"x")):
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+        return path
+    elif how == "age-header":
+        data = bytearray(open(sources["age"], "rb").read().replace(b"\n--- ", b"\n-x- ", 1))
+    with open(path, "wb") as handle:
+        handle.write(data)
+    return path
+
+
+@pytest.mark.parametrize("how,message", [
+    ("truncated", "truncated or corrupt"),
+    ("flipped", "SHA-256"),
+    ("not-an-archive", "is not a Lifeboat archive, a Mendix snapshot or a PostgreSQL custom-format dump"),
+    ("hostile", "unsafe member"),
+    ("age-header", "age header"),
+])
+def test_inspect_rejects_damaged_archives_and_leaves_nothing(sources, tmp_path, how, message):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with pytest.raises(LifeboatError, match=message):
+        transfer.inspect_archive(damaged(sources, tmp_path, how), params(tmp_path), str(scratch))
+    assert [name for _root, _dirs, files in os.walk(scratch) for name in files] == []
+
+
+def test_wrong_key_is_rejected(sources, tmp_path):
+    with pytest.raises(LifeboatError, match="wrong passphrase or key"):
+        transfer.inspect_archive(sources["age"], params(tmp_path, encryption={"mode": "none", "passphrase": "nope"}),
+                                 str(tmp_path))
+
+
+# -------------------------------------------------------------------------------------------- upload
+
+
+def test_upload_registers_once_and_then_finds_it(sources, tmp_path):
+    source = sources["mendix"]
+    digest = sha256_file(source)
+    check = transfer.upload(params(tmp_path, src=source, _sha256=digest, _size=os.path.getsize(source)),
+                            check_mode=True)
+    assert check["changed"] is True and check["backup"]["id"] is None and "upload_needed" not in check
+    assert not os.path.exists(tmp_path / "catalog"), "check mode and the probe write nothing"
+
+    done, uploaded = send(tmp_path, source, label="from-mendix", comment="from the cloud")
+    assert done["changed"] is True and done["kind"] == "mendix" and done["verification"] == "structure"
+    assert not os.path.exists(uploaded), "the uploaded file was taken in, not copied"
+    entry = json.loads((tmp_path / "catalog" / "acc" / (done["backup"]["id"] + ".json")).read_text())
+    assert entry["origin"] == "uploaded" and entry["original_name"] == "snapshot.tar.gz"
+    assert entry["file"].endswith(".tar.gz") and entry["sha256"] == digest and entry["label"] == "from-mendix"
+    assert entry["environment"] == "acc" and entry["engine"] == "postgresql" and entry["verification"] == "structure"
+    archive_path = tmp_path / "catalog" / "acc" / entry["file"]
+    assert archive_path.read_bytes() == open(source, "rb").read(), "the original bytes are kept"
+    assert stat.S_IMODE(os.stat(archive_path).st_mode) == 0o600
+    assert tmp_leftovers(tmp_path) == []
+
+    again, uploaded = send(tmp_path, source, label="from-mendix")
+    assert uploaded is None, "an identical archive is not sent again"
+    assert again["changed"] is False and again["backup"]["id"] == done["backup"]["id"]
+    assert len(Catalog(str(tmp_path / "catalog")).entries("acc")) == 1
+
+
+def test_upload_of_a_bare_dump_keeps_it_as_it_is(sources, tmp_path):
+    done, _uploaded = send(tmp_path, sources["pgdump"])
+    assert done["changed"] is True and done["kind"] == "pgdump", done
+    entry = Catalog(str(tmp_path / "catalog")).get("acc", done["backup"]["id"])
+    assert entry["file"].endswith(".backup") and open(entry["path"], "rb").read() == PGDUMP
+
+
+@pytest.mark.parametrize("how", ["truncated", "flipped", "not-an-archive", "hostile", "age-header"])
+def test_rejected_upload_registers_nothing_and_cleans_up(sources, tmp_path, how):
+    with pytest.raises(LifeboatError, match="rejected the upload of damaged-%s: .*nothing was registered" % how):
+        send(tmp_path, damaged(sources, tmp_path, how))
+    assert Catalog(str(tmp_path / "catalog")).entries("acc") == []
+    assert tmp_leftovers(tmp_path) == []
+    assert os.listdir(tmp_path / "remote-tmp") == []
+
+
+def test_upload_damaged_in_transfer_is_rejected(sources, tmp_path):
+    source = sources["lifeboat"]
+    uploaded = tmp_path / "lifeboat-upload"
+    uploaded.write_bytes(open(source, "rb").read()[:-1] + b"?")
+    values = params(tmp_path, src=source, _sha256=sha256_file(source), _size=os.path.getsize(source),
+                    _uploaded=str(uploaded))
+    with pytest.raises(LifeboatError, match="damaged in transfer"):
+        transfer.upload(values)
+    uploaded.write_bytes(open(source, "rb").read()[:100])
+    with pytest.raises(LifeboatError, match="cut off"):
+        transfer.upload(values)
+    assert Catalog(str(tmp_path / "catalog")).entries("acc") == [] and tmp_leftovers(tmp_path) == []
+
+
+def test_label_of_another_backup_is_refused_before_sending(sources, tmp_path):
+    send(tmp_path, sources["lifeboat"], label="taken")
+    with pytest.raises(LifeboatError, match="already has backup .* labelled 'taken'"):
+        send(tmp_path, sources["mendix"], label="taken")
+    assert os.listdir(tmp_path / "remote-tmp") == [], "refused before anything was sent"
+    assert len(Catalog(str(tmp_path / "catalog")).entries("acc")) == 1
+
+
+def test_not_enough_space_is_refused_before_sending(sources, tmp_path):
+    values = params(tmp_path, _sha256="0" * 64, _size=1 << 60)
+    with pytest.raises(LifeboatError, match="MiB free.*nothing was sent"):
+        transfer.upload(values)
+
+
+def test_the_module_needs_its_action_plugin(tmp_path):
+    with pytest.raises(LifeboatError, match="action plugin"):
+        transfer.upload(params(tmp_path))
+
+
+def test_upload_and_restore_into_sqlite_then_again_unchanged(sources, tmp_path):
+    target = sqlite_db(tmp_path / "acc.db", value="acceptance data")
+    done, _uploaded = send(tmp_path, sources["age"], restore=True,
+                           encryption={"mode": "none", "passphrase": PASSPHRASE})
+    assert done["changed"] is True and done["restored"]["id"] == done["backup"]["id"], done
+    assert rows(target) == [("original",)]
+    assert done["previous"]["databases"] and rows(done["previous"]["databases"][0]) == [("acceptance data",)]
+    assert done["diff"]["after"]["current"] == done["backup"]["id"]
+
+    again, uploaded = send(tmp_path, sources["age"], restore=True,
+                           encryption={"mode": "none", "passphrase": PASSPHRASE})
+    assert uploaded is None and again["changed"] is False, again
+
+
+def test_failed_restore_says_the_upload_is_registered(sources, tmp_path):
+    target = sqlite_db(tmp_path / "acc.db", value="acceptance data")
+    holder = sqlite3.connect(target)
+    holder.execute("BEGIN EXCLUSIVE")  # the app holds the database
+    try:
+        with pytest.raises(LifeboatError, match="in use.*the upload itself succeeded: the archive is backup "):
+            send(tmp_path, sources["lifeboat"], restore=True)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert len(Catalog(str(tmp_path / "catalog")).entries("acc")) == 1
+    assert rows(target) == [("acceptance data",)]
+    again, uploaded = send(tmp_path, sources["lifeboat"], restore=True)
+    assert uploaded is None and again["changed"] is True and rows(target) == [("original",)]
+
+
+# ---------------------------------------------------------------------------------------- taking in
+
+
+def test_move_in_copies_across_file_systems(tmp_path):
+    if not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system")
+    source = os.path.join("/dev/shm", "lifeboat-test-%d" % os.getpid())
+    with open(source, "wb") as handle:
+        handle.write(b"x" * 3000000)
+    try:
+        transfer._move_in(source, str(tmp_path / "in"))
+    finally:
+        if os.path.exists(source):
+            os.unlink(source)
+            pytest.fail("the source was not removed (it takes space until the upload is checked)")
+    assert (tmp_path / "in").read_bytes() == b"x" * 3000000
+    assert stat.S_IMODE(os.stat(tmp_path / "in").st_mode) == 0o600
+
+
+@pytest.mark.parametrize("form", ["symlink", "hardlink", "directory"])
+def test_move_in_refuses_anything_but_a_plain_file(tmp_path, form):
+    target = tmp_path / "target"
+    target.write_bytes(b"secret")
+    uploaded = tmp_path / "lifeboat-upload"
+    if form == "symlink":
+        uploaded.symlink_to(target)
+    elif form == "hardlink":
+        os.link(target, uploaded)
+    else:
+        uploaded.mkdir()
+    with pytest.raises(LifeboatError):
+        transfer._move_in(str(uploaded), str(tmp_path / "in"))
+    assert not os.path.lexists(tmp_path / "in")
+    assert stat.S_IMODE(os.stat(target).st_mode) != 0 and target.read_bytes() == b"secret"
+
+
+@as_root
+def test_move_in_gives_a_foreign_file_to_us(tmp_path):
+    nobody = pwd.getpwnam("nobody")
+    uploaded = tmp_path / "lifeboat-upload"
+    uploaded.write_bytes(b"data")
+    os.chown(uploaded, nobody.pw_uid, nobody.pw_gid)
+    transfer._move_in(str(uploaded), str(tmp_path / "in"))
+    info = os.stat(tmp_path / "in")
+    assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600)
+
+
+# -------------------------------------------------------------------------------------------- download
+
+
+@pytest.fixture
+def catalog_with_backup(sources, tmp_path):
+    done, _uploaded = send(tmp_path, sources["lifeboat"], label="first")
+    return Catalog(str(tmp_path / "catalog")), done["backup"]
+
+
+def test_download_resolves_id_label_and_latest(catalog_with_backup, tmp_path):
+    _catalog, backup = catalog_with_backup
+    for ref in (backup["id"], "first", "latest"):
+        found = transfer.download(params(tmp_path, backup=ref, dest="/x"))
+        assert found["backup"]["id"] == backup["id"] and found["sha256"] == backup["sha256"]
+        assert found["size"] == os.path.getsize(backup["path"]) and "export_path" not in found
+    with pytest.raises(LifeboatError, match="has no backup 'nope'"):
+        transfer.download(params(tmp_path, backup="nope"))
+    with pytest.raises(LifeboatError, match="has no backups"):
+        transfer.download(params(tmp_path, environment="other", backup="latest"))
+
+
+def test_download_notices_a_damaged_archive(catalog_with_backup, tmp_path):
+    _catalog, backup = catalog_with_backup
+    with open(backup["path"], "ab") as handle:
+        handle.write(b"more")
+    with pytest.raises(LifeboatError, match="is damaged"):
+        transfer.download(params(tmp_path, backup="latest"))
+
+
+def test_export_to_ourselves_hands_out_the_catalog_path(catalog_with_backup, tmp_path):
+    _catalog, backup = catalog_with_backup
+    (tmp_path / "ours").mkdir()
+    assert transfer.export(backup["path"], str(tmp_path / "ours")) == backup["path"]
+    assert os.listdir(tmp_path / "ours") == []
+
+
+@as_root
+def test_export_gives_a_copy_to_the_connection_user(catalog_with_backup, tmp_path):
+    _catalog, backup = catalog_with_backup
+    nobody = pwd.getpwnam("nobody")
+    remote_tmp = tmp_path / "remote-tmp-of-nobody"
+    remote_tmp.mkdir(mode=0o700)
+    os.chown(remote_tmp, nobody.pw_uid, nobody.pw_gid)
+    before = os.stat(backup["path"])
+    copy = transfer.export(backup["path"], str(remote_tmp))
+    info = os.stat(copy)
+    assert os.path.dirname(copy) == str(remote_tmp) and info.st_ino != before.st_ino
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (nobody.pw_uid, nobody.pw_gid, 0o600)
+    assert sha256_file(copy) == backup["sha256"]
+    after = os.stat(backup["path"])
+    assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode), "the catalog's file is untouched"
+
+
+@as_root
+def test_export_does_not_follow_a_planted_link(catalog_with_backup, tmp_path):
+    _catalog, backup = catalog_with_backup
+    nobody = pwd.getpwnam("nobody")
+    remote_tmp = tmp_path / "remote-tmp-of-nobody"
+    remote_tmp.mkdir()
+    os.chown(remote_tmp, nobody.pw_uid, nobody.pw_gid)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    (remote_tmp / os.path.basename(backup["path"])).symlink_to(victim)
+    with pytest.raises(LifeboatError, match="already exists"):
+        transfer.export(backup["path"], str(remote_tmp))
+    assert victim.read_bytes() == b"keep me" and os.stat(victim).st_uid == 0

@@ -33,6 +33,10 @@ extends_documentation_fragment:
   - lifeboat.backup.connection
   - lifeboat.backup.encryption
 options:
+  _export_dir:
+    description:
+      - Internal, set by the action plugin (where the node hands a copy to the connection user). Do not set it.
+    type: str
   backup:
     description:
       - The backup to download, by id, by label, or V(latest).

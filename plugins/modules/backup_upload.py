@@ -39,6 +39,18 @@ extends_documentation_fragment:
   - lifeboat.backup.connection
   - lifeboat.backup.encryption
 options:
+  _sha256:
+    description:
+      - Internal, set by the action plugin (the SHA-256 it computed on the controller). Do not set it.
+    type: str
+  _size:
+    description:
+      - Internal, set by the action plugin (the size of O(src)). Do not set it.
+    type: int
+  _uploaded:
+    description:
+      - Internal, set by the action plugin (where the file landed on the node). Do not set it.
+    type: str
   src:
     description:
       - The archive on the controller. A relative path is looked up like M(ansible.builtin.copy)'s C(src)

@@ -113,6 +113,13 @@ def recover(env):
     return "an interrupted restore of backup %s was completed" % journal["backup"]["id"]
 
 
+def _begin(env):
+    """Under the lock, before anything else: settle an interrupted swap, clear leftovers. Returns warnings."""
+    warning = recover(env)
+    remove_leftovers(env)
+    return [warning] if warning else []
+
+
 def remove_leftovers(env):
     """Staging copies and temporary files of runs that died before their swap began."""
     for target in env.targets.values():
@@ -194,12 +201,8 @@ def _restore(env, params, check_mode):
         current = env.state().get("current")
         changed = params["force"] or not _same(current, source)
         return _result(changed, current, source, None, started, [])
-    warnings = []
     with env.catalog.lock(env.name, "restore"):
-        warning = recover(env)
-        if warning:
-            warnings.append(warning)
-        remove_leftovers(env)
+        warnings = _begin(env)
         source = resolve_source(env, params, verify=False)
         current = env.state().get("current")
         if not params["force"] and _same(current, source):
@@ -313,12 +316,8 @@ def _rollback(env, params, check_mode):
     target_back = generation.get("backup")
     if check_mode:
         return _result(True, current, target_back or {}, None, started, [])
-    warnings = []
     with env.catalog.lock(env.name, "rollback"):
-        warning = recover(env)
-        if warning:
-            warnings.append(warning)
-        remove_leftovers(env)
+        warnings = _begin(env)
         generation = (env.state().get("previous") or [generation])[0]
         _check_sessions(env, params["terminate_sessions"])
         stamp = env.stamp()

@@ -20,7 +20,6 @@ import shutil
 import sqlite3
 import subprocess
 import time
-import traceback
 from typing import NamedTuple
 from urllib.parse import quote, urlencode
 
@@ -33,6 +32,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines import SqliteEngine
 from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import (
+    HAS_PSYCOPG,
     STDERR_LINES,
     PgTools,
     PostgresServer,
@@ -44,11 +44,7 @@ try:
     from psycopg import sql
     from psycopg.pq import TransactionStatus
 except ImportError:
-    HAS_PSYCOPG = False
-    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
-else:
-    HAS_PSYCOPG = True
-    PSYCOPG_IMPORT_ERROR = None
+    pass  # postgres.HAS_PSYCOPG tells, and modules report it before anything runs
 
 DEFAULT_HISTORY_TABLE = "lifeboat_schema_history"
 # Versions are stored as PostgreSQL bigint; time stamps such as 20260102120000 fit.

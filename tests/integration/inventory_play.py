@@ -11,7 +11,6 @@ child and every descendant it reaped: nothing is sampled, so no peak is missed.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import tempfile
 
 import yaml
 
-from playbook import ansible_env
+from playbook import ansible_env, play_tasks, read_results
 
 HOST = "node"
 
@@ -33,23 +32,6 @@ def run_play(tasks, host_vars=None, check=False, diff=False, play_vars=None, bec
     """
     with tempfile.TemporaryDirectory(prefix="lifeboat-play-") as work:
         out = os.path.join(work, "results.json")
-        registered = []
-        play_tasks = []
-        for index, task in enumerate(tasks):
-            task = dict(task)
-            task.setdefault("ignore_errors", True)
-            task["register"] = "lifeboat_result_%d" % index
-            registered.append(task["register"])
-            play_tasks.append(task)
-        play_tasks.append({
-            "name": "Hand the results to the test",
-            "ansible.builtin.copy": {"content": "{{ [%s] | to_json }}" % ", ".join(registered), "dest": out,
-                                     "mode": "0600"},
-            "delegate_to": "localhost",
-            "become": False,
-            "check_mode": False,
-            "diff": False,
-        })
         inventory = {"all": {"hosts": {
             HOST: host_vars or {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
             "localhost": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable},
@@ -58,7 +40,7 @@ def run_play(tasks, host_vars=None, check=False, diff=False, play_vars=None, bec
         with open(inventory_path, "w") as handle:
             yaml.safe_dump(inventory, handle)
         play = {"name": "Lifeboat test", "hosts": HOST, "gather_facts": False, "become": become,
-                "vars": play_vars or {}, "tasks": play_tasks}
+                "vars": play_vars or {}, "tasks": play_tasks(tasks, out)}
         path = os.path.join(work, "play.yml")
         with open(path, "w") as handle:
             yaml.safe_dump([play], handle)
@@ -68,11 +50,7 @@ def run_play(tasks, host_vars=None, check=False, diff=False, play_vars=None, bec
         if diff:
             command.append("--diff")
         process, peak = _run_measured(command, work, timeout)
-        if not os.path.exists(out):
-            raise AssertionError("ansible-playbook failed (%d):\n%s\n%s" % (process.returncode, process.stdout,
-                                                                            process.stderr))
-        with open(out) as handle:
-            return json.load(handle), process, peak
+        return read_results(out, process), process, peak
 
 
 def _run_measured(command, work, timeout):

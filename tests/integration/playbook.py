@@ -44,35 +44,45 @@ def ansible_env(**extra):
     return env
 
 
-def run_play(tasks, check=False, diff=False, extra_vars=None, play_vars=None):
-    """Run ``tasks`` in one play on localhost; return (list of registered results, process).
+def play_tasks(tasks, out):
+    """``tasks``, each with ``ignore_errors`` (a failing task's result is for the test to inspect) and a registered
+    result, plus a last task that writes every result to ``out`` on the controller."""
+    registered = []
+    result = []
+    for index, task in enumerate(tasks):
+        task = dict(task)
+        task.setdefault("ignore_errors", True)
+        task["register"] = "lifeboat_result_%d" % index
+        registered.append(task["register"])
+        result.append(task)
+    result.append({
+        "name": "Hand the results to the test",
+        "ansible.builtin.copy": {"content": "{{ [%s] | to_json }}" % ", ".join(registered), "dest": out,
+                                 "mode": "0600"},
+        "delegate_to": "localhost",
+        "become": False,
+        "check_mode": False,
+        "diff": False,
+    })
+    return result
 
-    Every task gets ``ignore_errors`` so a failing task's result is returned for the test to inspect.
-    """
+
+def read_results(out, process):
+    if not os.path.exists(out):
+        raise AssertionError("ansible-playbook failed (%d):\n%s\n%s" % (process.returncode, process.stdout,
+                                                                        process.stderr))
+    with open(out) as handle:
+        return json.load(handle)
+
+
+def run_play(tasks, check=False, diff=False, extra_vars=None, play_vars=None):
+    """Run ``tasks`` in one play on localhost; return (list of registered results, process)."""
     with tempfile.TemporaryDirectory(prefix="lifeboat-play-") as work:
         out = os.path.join(work, "results.json")
-        registered = []
-        play_tasks = []
-        for index, task in enumerate(tasks):
-            task = dict(task)
-            task.setdefault("ignore_errors", True)
-            task["register"] = "lifeboat_result_%d" % index
-            registered.append(task["register"])
-            play_tasks.append(task)
-        play_tasks.append({
-            "name": "Hand the results to the test",
-            "ansible.builtin.copy": {
-                "content": "{{ [%s] | to_json }}" % ", ".join(registered),
-                "dest": out,
-                "mode": "0600",
-            },
-            "check_mode": False,
-            "diff": False,
-        })
         variables = {"ansible_python_interpreter": sys.executable}
         variables.update(play_vars or {})
         playbook = [{"name": "Lifeboat test", "hosts": "localhost", "gather_facts": False,
-                     "vars": variables, "tasks": play_tasks}]
+                     "vars": variables, "tasks": play_tasks(tasks, out)}]
         path = os.path.join(work, "play.yml")
         with open(path, "w") as handle:
             yaml.safe_dump(playbook, handle)
@@ -85,11 +95,7 @@ def run_play(tasks, check=False, diff=False, extra_vars=None, play_vars=None):
         if extra_vars:
             command += ["-e", json.dumps(extra_vars)]
         process = subprocess.run(command, env=ansible_env(), capture_output=True, text=True, check=False)
-        if not os.path.exists(out):
-            raise AssertionError("ansible-playbook failed (%d):\n%s\n%s" % (process.returncode, process.stdout,
-                                                                            process.stderr))
-        with open(out) as handle:
-            return json.load(handle), process
+        return read_results(out, process), process
 
 
 def run_tasks(tasks, **options):

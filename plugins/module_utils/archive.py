@@ -64,6 +64,12 @@ class ArchiveContents:
     files: tuple  # (count, size) of the file store's regular files
 
 
+def per_project_path(path, name):
+    """The file of linked project ``name`` beside a per-project backup ``path``: backup.bck -> backup.<name>.bck."""
+    root, extension = os.path.splitext(path)
+    return "%s.%s%s" % (root, name, extension)
+
+
 def suffix_for(compression, encrypted):
     _check_compression(compression)
     return (".tar.gz" if compression == "gzip" else ".tar") + (".age" if encrypted else "")

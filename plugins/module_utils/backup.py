@@ -15,7 +15,9 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     isoformat,
     new_backup_id,
+    fsync_dir,
     remove_path,
+    sha256_file,
     tree_size,
     utcnow,
 )
@@ -24,7 +26,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.environment import
 TOOL_VERSION = "0.1.0"
 # What a backup result and backup_info show of a catalog entry.
 RESULT_KEYS = ("id", "label", "comment", "path", "size", "sha256", "created_at", "databases", "files", "encryption",
-               "duration")
+               "projects", "duration")
 
 
 def entry_result(entry):
@@ -43,6 +45,8 @@ def _create(env, params, check_mode):
     # A key that cannot be used fails first: in check mode as for real, and before anything connects.
     encryption.writer_options(params)
     label = params.get("label")
+    if params.get("layout") == "per_project" and not os.path.isdir(os.path.dirname(os.path.abspath(params["dest"]))):
+        raise LifeboatError("the directory of dest %s does not exist" % params["dest"])
     existing = _labelled(env, label)
     if existing:
         return {"changed": False, "backup": entry_result(existing), "warnings": []}
@@ -70,7 +74,7 @@ def _create(env, params, check_mode):
 
 
 def _labelled(env, label):
-    if not label or not os.path.isdir(env.catalog.env_dir(env.name)):
+    if not label or env.params.get("layout") == "per_project" or not os.path.isdir(env.catalog.env_dir(env.name)):
         return None
     return env.catalog.find_by_label(env.name, label)
 
@@ -83,7 +87,7 @@ def _write(env, params, work):
     database_size = 0
     for name, target in env.targets.items():
         path = os.path.join(work, name + ".backup")
-        env.engine.dump(target, path)
+        env.engines[name].dump(target, path)
         database_size += env.engine.database_size(target)
         dumps.append((name, path))
     files_size = tree_size(env.files_path)[1] if env.files_path else 0
@@ -97,28 +101,20 @@ def _write(env, params, work):
         "server_version": env.engine.server_version(),
         "tool_version": TOOL_VERSION,
     }
-    structure_version = structure.current_version(env.engine.name, params, env.targets[MAIN])
-    if structure_version is not None:
-        manifest["structure_version"] = structure_version
+    versions = {name: structure.current_version(env.engine.name, env.engines[name].params, target)
+                for name, target in env.targets.items()}
+    if versions[MAIN] is not None:
+        manifest["structure_version"] = versions[MAIN]
     metadata = archive.mendix_metadata(
         time.monotonic() - started, sum(os.path.getsize(p) for _n, p in dumps), params.get("model_version") or "",
         database_size, files_size)
     sealed = encryption.writer_options(params)
     suffix = archive.suffix_for(params["compression"], encrypted=sealed is not None)
+    if params.get("layout") == "per_project":
+        return _write_per_project(env, params, dumps, manifest, metadata, versions, sealed), []
     # Beside, not inside, the work directory: the catalog takes finished archives from .tmp only.
     tmp_archive = os.path.join(os.path.dirname(work), backup_id + suffix + ".part")
-    try:
-        with open(tmp_archive, "wb") as handle:
-            # The whole archive is encrypted as it streams out: no plaintext copy ever reaches the disk.
-            with age.AgeWriter(handle, **sealed) if sealed else contextlib.nullcontext(handle) as sink:
-                manifest, warnings = archive.write_archive(
-                    sink, manifest=manifest, metadata=metadata, databases=dumps, files_path=env.files_path,
-                    compression=params["compression"])
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        remove_path(tmp_archive)
-        raise
+    manifest, warnings = _write_file(tmp_archive, params, sealed, manifest, metadata, dumps, env.files_path)
     entry = dict(manifest)
     entry.update(
         id=backup_id,
@@ -136,3 +132,41 @@ def _write(env, params, work):
         return env.catalog.add(env.name, entry, tmp_archive, suffix), warnings
     finally:
         remove_path(tmp_archive)
+
+
+def _write_file(path, params, sealed, manifest, metadata, dumps, files_path):
+    """One archive at ``path``, flushed to disk; removed again if anything fails."""
+    try:
+        with open(path, "wb") as handle:
+            # The whole archive is encrypted as it streams out: no plaintext copy ever reaches the disk.
+            with age.AgeWriter(handle, **sealed) if sealed else contextlib.nullcontext(handle) as sink:
+                written = archive.write_archive(sink, manifest=manifest, metadata=metadata, databases=dumps,
+                                                files_path=files_path, compression=params["compression"])
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        remove_path(path)
+        raise
+    return written
+
+
+def _write_per_project(env, params, dumps, manifest, metadata, versions, sealed):
+    """``dest`` for the main database (and the file store), ``<dest root>.<name><ext>`` for each linked project,
+    each a complete archive of its one database: for tools that exchange one file per project."""
+    written = []
+    for name, dump in dumps:
+        dest = params["dest"] if name == MAIN else archive.per_project_path(params["dest"], name)
+        part = dest + ".lb_part"
+        own = dict(manifest, project=name)
+        own.pop("structure_version", None)
+        if versions[name] is not None:
+            own["structure_version"] = versions[name]
+        _write_file(part, params, sealed, own, metadata, [(MAIN, dump)], env.files_path if name == MAIN else None)
+        os.chmod(part, 0o600)
+        os.replace(part, dest)
+        fsync_dir(os.path.dirname(os.path.abspath(dest)))
+        written.append({"name": name, "path": dest, "size": os.path.getsize(dest), "sha256": sha256_file(dest)})
+    main = written[0]
+    return dict(manifest, id=manifest["backup_id"], path=main["path"], size=main["size"], sha256=main["sha256"],
+                databases=[{"name": w["name"], "size": w["size"], "sha256": w["sha256"]} for w in written],
+                projects=written, encryption=encryption.recipients_of(params))

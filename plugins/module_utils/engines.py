@@ -148,6 +148,13 @@ class SqliteEngine:
         if os.path.exists(target):
             copy_owner_mode(target, staging)
 
+    def stage_empty(self, target, staging, owner=None):
+        """A new, empty database for a linked project whose dump is missing."""
+        self.drop(staging)
+        sqlite.create_empty(staging)
+        if os.path.exists(target):
+            copy_owner_mode(target, staging)
+
     def drop(self, name):
         for path in [name] + [name + suffix for suffix in sqlite.SIDECAR_SUFFIXES]:
             if os.path.lexists(path):
@@ -226,11 +233,15 @@ class PostgresEngine:
         name = self.staging_name(target)
         return [name] if self.server.database_exists(name) else []
 
-    def stage(self, target, dump_path, staging, owner=None):
+    def stage_empty(self, target, staging, owner=None):
+        """A new, empty database (like the one it replaces) for a linked project whose dump is missing."""
         if self.server.database_exists(target):
             self.server.create_database(staging, owner=owner, like=target)
         else:
             self.server.create_database(staging, owner=owner or self.params.get("login_user"))
+
+    def stage(self, target, dump_path, staging, owner=None):
+        self.stage_empty(target, staging, owner)
         role = self.server.database_properties(staging)["owner"]
         self.tools.restore(dump_path, staging, role)
         self.tools.check_database(staging)

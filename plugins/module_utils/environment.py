@@ -17,6 +17,9 @@ MAIN = "db"
 ENGINES = ["postgresql", "sqlite"]
 # For AnsibleModule(required_if=...): each engine names its database its own way.
 REQUIRED_IF = [("engine", "postgresql", ("database",)), ("engine", "sqlite", ("path",))]
+# Where a linked project may differ from the environment; the server itself may not (one rename transaction).
+_SERVER_KEYS = ("login_host", "login_port", "login_unix_socket")
+_CONNECTION_KEYS = frozenset(connection_argument_spec())
 
 
 def environment_argument_spec():
@@ -29,8 +32,17 @@ def environment_argument_spec():
         path=dict(type="path"),
         files_path=dict(type="path"),
         catalog=dict(type="path", default=DEFAULT_CATALOG),
+        linked_projects=dict(type="list", elements="dict", default=[], options=_linked_project_options()),
     )
     return spec
+
+
+def _linked_project_options():
+    options = dict(name=dict(type="str", required=True), database=dict(type="str"), path=dict(type="path"),
+                   migrations=dict(type="path"))
+    # Unset connection options fall back to the environment's.
+    options.update({key: dict(spec, default=None) for key, spec in connection_argument_spec().items()})
+    return options
 
 
 class Environment:
@@ -47,9 +59,37 @@ class Environment:
                                 % ("path" if params["engine"] == "sqlite" else "database", params["engine"]))
         self.engine.check_target(target)
         self.targets = {MAIN: target}
+        # The engine that dumps, restores and updates each database (linked projects may log in differently);
+        # server-wide steps (sessions, renames, drops) go through self.engine.
+        self.engines = {MAIN: self.engine}
+        self.migrations = {}
+        for project in params.get("linked_projects") or []:
+            self._link(project)
         self.files_path = params.get("files_path")
         if self.files_path and not os.path.isabs(self.files_path):
             raise LifeboatError("files_path %s must be absolute" % self.files_path)
+
+    def _link(self, project):
+        name = check_name(project["name"], "linked project name")
+        if name in self.targets:
+            raise LifeboatError("linked project name %s is used twice (or is the main database's name, db)" % name)
+        sqlite = self.params["engine"] == "sqlite"
+        target = project.get("path") if sqlite else project.get("database")
+        if not target:
+            raise LifeboatError("linked project %s needs %s" % (name, "path" if sqlite else "database"))
+        overrides = {key: value for key, value in project.items() if key in _CONNECTION_KEYS and value is not None}
+        if not sqlite and any(overrides.get(key, self.params.get(key)) != self.params.get(key) for key in _SERVER_KEYS):
+            raise LifeboatError("linked project %s is on another PostgreSQL server than environment %s; all of an "
+                                "environment's databases must live on one server (they are swapped in one "
+                                "transaction)" % (name, self.name))
+        engine = open_engine(dict(self.params, **overrides)) if overrides else self.engine
+        engine.check_target(target)
+        if target in self.targets.values():
+            raise LifeboatError("database %s is named twice in environment %s" % (target, self.name))
+        self.targets[name] = target
+        self.engines[name] = engine
+        if project.get("migrations"):
+            self.migrations[name] = project["migrations"]
 
     def state(self):
         if not os.path.isdir(self.catalog.env_dir(self.name)):
@@ -74,4 +114,5 @@ class Environment:
         return self.catalog.journal_path(self.name)
 
     def close(self):
-        self.engine.close()
+        for engine in {id(e): e for e in self.engines.values()}.values():
+            engine.close()

@@ -8,11 +8,12 @@ See docs/internals.md ("Restore, step by step") for the sequence and the swap jo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import encryption, structure
+from ansible_collections.lifeboat.backup.plugins.module_utils import archive, encryption, structure
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     atomic_write_json,
@@ -139,7 +140,13 @@ def resolve_source(env, params, verify):
         src = params["src"]
         if not os.path.isfile(src):
             raise LifeboatError("archive %s does not exist on this node" % src)
-        digest = sha256_file(src)
+        digests = [sha256_file(src)]
+        # Per-project files beside it are part of what is restored: a changed one is a different restore.
+        for name in list(env.targets)[1:]:
+            project = archive.per_project_path(src, name)
+            if os.path.isfile(project):
+                digests.append(name + ":" + sha256_file(project))
+        digest = digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
         return {"id": None, "label": None, "src": src, "sha256": digest, "path": src}
     if not os.path.isdir(env.catalog.env_dir(env.name)):
         raise LifeboatError("environment %s has no backups in catalog %s" % (env.name, env.catalog.root))
@@ -217,7 +224,7 @@ def _restore(env, params, check_mode):
         kept = _finish(env, journal)
         env.catalog.clean_tmp(env.name)
     result = _result(True, current, source, kept, started, warnings)
-    result["structure"] = journal["structure"]
+    result.update(structure=journal["structure"], created_empty=journal["created_empty"])
     return result
 
 
@@ -233,18 +240,23 @@ def _stage(env, params, source, warnings):
     update = params.get("structure_update")
     if update:
         _check_structure_version(contents.manifest or {}, update, params["force"])
+    dumps = _project_dumps(env, params, source, contents, work)
     pairs = []
     updates = {}
+    created_empty = []
     stamp = env.stamp()
     for name, target in env.targets.items():
         staging = env.engine.staging_name(target)
-        env.engine.stage(target, contents.databases[name], staging, owner=params.get("owner"))
-        if update:
+        if dumps.get(name):
+            env.engines[name].stage(target, dumps[name], staging, owner=params.get("owner"))
+        else:
+            env.engines[name].stage_empty(target, staging, owner=params.get("owner"))
+            created_empty.append(name)
+            warnings.append("linked project %s has no dump in the backup; it gets a new, empty database" % name)
+        options = _update_options(env, name, update, params["force"])
+        if options:
             # On the staging copy: a migration that fails leaves the environment untouched.
-            options = {key: update.get(key) for key in structure.UPDATE_KEYS}
-            # force already said yes to a backup from a newer release.
-            options["allow_newer"] = options["allow_newer"] or params["force"]
-            updated = structure.update(env.engine.name, params, staging, **options)
+            updated = structure.update(env.engine.name, env.engines[name].params, staging, **options)
             warnings.extend(updated.pop("warnings", []))
             updates[name] = {key: updated.get(key) for key in ("applied", "version_before", "version_after")}
         previous = env.engine.previous_name(target, stamp) if env.engine.exists(target) else None
@@ -264,7 +276,38 @@ def _stage(env, params, source, warnings):
     journal = _journal(env, params, pairs, ops, stamp, files_previous, backup=backup,
                        replaced=env.state().get("current"))
     journal["structure"] = updates
+    journal["created_empty"] = created_empty
     return journal
+
+
+def _project_dumps(env, params, source, contents, work):
+    """Each database's dump: from the archive, or (linked projects) from its per-project file beside ``src``."""
+    dumps = {}
+    for name in env.targets:
+        if name in contents.databases:
+            dumps[name] = contents.databases[name]
+            continue
+        project = archive.per_project_path(source["path"], name) if source["src"] else None
+        if project and os.path.isfile(project):
+            own = encryption.read_source(project, params, db_dir=os.path.join(work, "project-" + name), tree_dir=None)
+            if MAIN not in own.databases:
+                raise LifeboatError("per-project file %s holds no database (db/db.backup)" % project)
+            dumps[name] = own.databases[MAIN]
+    return dumps
+
+
+def _update_options(env, name, update, force):
+    """structure_update's options for one database: linked projects bring their own migrations, or none."""
+    if not update:
+        return None
+    options = {key: update.get(key) for key in structure.UPDATE_KEYS}
+    if name != MAIN:
+        if name not in env.migrations:
+            return None
+        options.update(migrations=env.migrations[name], command=None)
+    # force already said yes to a backup from a newer release.
+    options["allow_newer"] = options["allow_newer"] or force
+    return options
 
 
 def _check_structure_version(manifest, update, force):

@@ -88,6 +88,17 @@ def restore_to(dump_path, staging):
     fsync_dir(os.path.dirname(os.path.abspath(staging)))
 
 
+def create_empty(path):
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        # Writes the header, so the file is a valid database and not a zero-byte one.
+        connection.execute("PRAGMA user_version = 0")
+        connection.execute("VACUUM")
+    finally:
+        connection.close()
+    fsync_file(path)
+
+
 def in_use(path, timeout=BUSY_TIMEOUT):
     """True when another process holds a lock on the database (the app is writing or reading).
 

@@ -26,11 +26,11 @@ from urllib.parse import quote, urlencode
 from ansible_collections.lifeboat.backup.plugins.module_utils import sqlite
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
-    check_name,
     isoformat,
     utcnow,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines import SqliteEngine
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
 from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import (
     HAS_PSYCOPG,
     STDERR_LINES,
@@ -688,11 +688,22 @@ UPDATE_CONSTRAINTS = dict(mutually_exclusive=[("migrations", "command")], requir
 
 
 def update_environment(params, check_mode=False):
-    """The module's operation: ``update`` on the environment's database (``database`` or ``path``)."""
-    check_name(params["environment"], "environment")
-    engine_name = params["engine"]
-    target = params.get("path") if engine_name == "sqlite" else params.get("database")
-    if not target:
-        option = "path" if engine_name == "sqlite" else "database"
-        raise LifeboatError("option %s is required for engine %s" % (option, engine_name))
-    return update(engine_name, params, target, check_mode=check_mode, **{key: params.get(key) for key in UPDATE_KEYS})
+    """The module's operation: ``update`` on the environment's database, then on each linked project that has
+    its own migrations directory (reported under ``projects``)."""
+    env = Environment(params)
+    try:
+        result = update(env.engine.name, params, env.targets[MAIN], check_mode=check_mode,
+                        **{key: params.get(key) for key in UPDATE_KEYS})
+        result["projects"] = {}
+        for name, migrations in env.migrations.items():
+            options = {key: params.get(key) for key in UPDATE_KEYS}
+            options.update(migrations=migrations, command=None, chdir=None)
+            done = update(env.engine.name, env.engines[name].params, env.targets[name], check_mode=check_mode,
+                          **options)
+            result["changed"] = result["changed"] or done["changed"]
+            result["warnings"] = result.get("warnings", []) + done.get("warnings", [])
+            result["projects"][name] = {key: done.get(key) for key in
+                                        ("changed", "applied", "pending", "version_before", "version_after")}
+        return result
+    finally:
+        env.close()

@@ -39,6 +39,19 @@ options:
     type: str
     default: none
     choices: [none, gzip]
+  layout:
+    description:
+      - V(archive) puts everything into one archive in the catalog.
+      - V(per_project) writes one complete archive per database instead of a catalog entry, for tools that
+        exchange one file per project. The main database (and the file store) goes to O(dest), each linked
+        project to the same name with C(.<name>) before the extension (C(backup.bck), C(backup.crm.bck)).
+    type: str
+    default: archive
+    choices: [archive, per_project]
+  dest:
+    description:
+      - The main file of O(layout=per_project). Files already there are replaced atomically.
+    type: path
   model_version:
     description:
       - The application's model version, recorded as C(modelVersion) in C(.metadata).
@@ -144,6 +157,11 @@ backup:
           description: The age public keys it is encrypted to (mode C(recipients)).
           type: list
           elements: str
+    projects:
+      description: With O(layout=per_project), the file written for each database.
+      type: list
+      elements: dict
+      sample: [{name: db, path: /srv/exchange/backup.bck, size: 20480, sha256: 9f2c...}]
     duration:
       description: Seconds the backup took.
       type: float
@@ -164,8 +182,11 @@ def main():
         comment=dict(type="str"),
         compression=dict(type="str", default="none", choices=["none", "gzip"]),
         model_version=dict(type="str"),
+        layout=dict(type="str", default="archive", choices=["archive", "per_project"]),
+        dest=dict(type="path"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, required_if=REQUIRED_IF, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=REQUIRED_IF + [("layout", "per_project", ("dest",))])
     run_module(module, create)
 
 

@@ -37,6 +37,9 @@ options:
   src:
     description:
       - Path of an archive on the node to restore instead of a catalog backup.
+      - A linked project whose dump is not in it is looked for in its per-project file beside it, named as
+        M(lifeboat.backup.backup_create) names them with O(lifeboat.backup.backup_create#module:layout=per_project)
+        (C(backup.bck) -> C(backup.<name>.bck)).
     type: path
   owner:
     description:
@@ -168,6 +171,11 @@ previous:
     files:
       description: Path of the kept previous file store, or null.
       type: str
+created_empty:
+  description: Linked projects whose dump was missing and that got a new, empty database instead.
+  returned: when a restore ran
+  type: list
+  elements: str
 structure:
   description: What the structure update did to each database (C(db) is the main one), when O(structure_update)
     was given and the restore ran.

@@ -164,6 +164,11 @@ role:
   returned: always
   type: str
   sample: shop
+projects:
+  description: What happened to each linked project that has its own O(linked_projects[].migrations) directory.
+  returned: always
+  type: dict
+  sample: {crm: {changed: true, applied: [2, 3], pending: [], version_before: 1, version_after: 3}}
 command_result:
   description: What O(command) did; null in check mode and with O(migrations).
   returned: always

@@ -105,6 +105,9 @@ def _write(env, params, work):
                 for name, target in env.targets.items()}
     if versions[MAIN] is not None:
         manifest["structure_version"] = versions[MAIN]
+    linked = {name: version for name, version in versions.items() if name != MAIN and version is not None}
+    if linked:
+        manifest["linked_structure_versions"] = linked
     metadata = archive.mendix_metadata(
         time.monotonic() - started, sum(os.path.getsize(p) for _n, p in dumps), params.get("model_version") or "",
         database_size, files_size)
@@ -159,6 +162,7 @@ def _write_per_project(env, params, dumps, manifest, metadata, versions, sealed)
         part = dest + ".lb_part"
         own = dict(manifest, project=name)
         own.pop("structure_version", None)
+        own.pop("linked_structure_versions", None)
         if versions[name] is not None:
             own["structure_version"] = versions[name]
         _write_file(part, params, sealed, own, metadata, [(MAIN, dump)], env.files_path if name == MAIN else None)

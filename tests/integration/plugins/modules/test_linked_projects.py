@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import tarfile
 import uuid
 
 import pytest
@@ -71,6 +73,16 @@ def test_one_archive_holds_every_project_and_all_swap_together(env):
     assert again["changed"] is False
 
 
+def test_backup_from_before_the_projects_were_linked(env):
+    main_only = dict(env, linked_projects=[])
+    run_module("backup_create", main_only)
+    restored = run_module("backup_restore", env)
+    assert restored["changed"] is True, restored
+    assert restored["created_empty"] == ["crm", "shop"]
+    assert [sqlite_snapshot(p["path"]) for p in env["linked_projects"]] == [([], {}), ([], {})]
+    assert len(restored["previous"]["databases"]) == 3, "the replaced project databases are kept too"
+
+
 def test_per_project_files_and_a_missing_one(env, tmp_path):
     exchange = tmp_path / "exchange"
     exchange.mkdir()
@@ -125,7 +137,9 @@ def test_linked_project_gets_its_own_migrations(env, tmp_path):
     assert planned["changed"] is True and planned["projects"]["crm"]["pending"] == [1], planned
     assert first["changed"] is True and first["projects"]["crm"]["applied"] == [1], first
     assert first["applied"] == [] and "shop" not in first["projects"]
-    run_module("backup_create", env)
+    created = run_module("backup_create", env)
+    with tarfile.open(created["backup"]["path"]) as tar:
+        assert json.load(tar.extractfile("lifeboat.json"))["linked_structure_versions"] == {"crm": 1}
     (crm_migrations / "V2__more.sql").write_text("ALTER TABLE notes ADD COLUMN body TEXT;\n")
     (crm_migrations / "V3__again.sql").write_text("CREATE INDEX notes_body ON notes (body);\n")
     damage_db(env["path"])

@@ -19,7 +19,7 @@ def _plan(src):
 
 def test_plan_with_an_archive_from_the_controller(tmp_path):
     entry = _environment(tmp_path / "node")
-    process, _rows = _run(tmp_path, entry, [_backup("golden")])
+    process = _run(tmp_path, entry, [_backup("golden")])[0]
     assert process.returncode == 0, process.stdout[-2000:]
     controller = tmp_path / "controller"
     controller.mkdir()

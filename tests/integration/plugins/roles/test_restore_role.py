@@ -90,7 +90,7 @@ def _archives(entry):
 
 def test_failed_health_check_rolls_back(tmp_path):
     entry = _environment(tmp_path, health={"command": ["false"], "timeout": 1})
-    process, _ = _run(tmp_path, entry, [_backup("golden")])
+    process = _run(tmp_path, entry, [_backup("golden")])[0]
     assert process.returncode == 0, process.stdout + process.stderr
     _damage(entry)
 

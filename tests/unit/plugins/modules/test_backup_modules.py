@@ -5,20 +5,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.lifeboat.backup.plugins.modules import backup_create, backup_restore
-
-
-def run(module, args, capsys):
-    with patch_module_args(args), pytest.raises(SystemExit):
-        module.main()
-    return json.loads(capsys.readouterr().out)
 
 
 @pytest.fixture
@@ -53,31 +45,31 @@ def rows(env):
     (backup_create, {"environment": "x", "engine": "sqlite", "path": "/x.db",
                      "encryption": {"mode": "passphrase"}}, "passphrase"),
 ])
-def test_bad_arguments_fail_cleanly(module, args, message, capsys):
-    result = run(module, args, capsys)
+def test_bad_arguments_fail_cleanly(module, args, message, run_main):
+    result = run_main(module, args)
     assert result["failed"] is True
     assert message in result["msg"], result["msg"]
     assert "Traceback" not in result["msg"]
 
 
-def test_create_then_restore(env, capsys):
-    planned = run(backup_create, dict(env, _ansible_check_mode=True), capsys)
+def test_create_then_restore(env, run_main):
+    planned = run_main(backup_create, dict(env, _ansible_check_mode=True))
     assert planned["changed"] is True and not os.path.exists(env["catalog"])
 
-    created = run(backup_create, dict(env, label="one"), capsys)
+    created = run_main(backup_create, dict(env, label="one"))
     assert created["changed"] is True and os.path.isfile(created["backup"]["path"])
-    assert run(backup_create, dict(env, label="one"), capsys)["changed"] is False
+    assert run_main(backup_create, dict(env, label="one"))["changed"] is False
 
     connection = sqlite3.connect(env["path"])
     connection.execute("UPDATE t SET v = 'after'")
     connection.commit()
     connection.close()
 
-    diff = run(backup_restore, dict(env, backup="one", _ansible_check_mode=True, _ansible_diff=True), capsys)
+    diff = run_main(backup_restore, dict(env, backup="one", _ansible_check_mode=True, _ansible_diff=True))
     assert diff["changed"] is True and rows(env) == [("after",)]
     assert diff["diff"] == {"before": {"backup": None}, "after": {"backup": created["backup"]["id"]}}
 
-    restored = run(backup_restore, dict(env, backup="one"), capsys)
+    restored = run_main(backup_restore, dict(env, backup="one"))
     assert restored["changed"] is True and rows(env) == [("before",)]
     assert "diff" not in restored, "no diff unless asked for"
-    assert run(backup_restore, dict(env, backup="one"), capsys)["changed"] is False
+    assert run_main(backup_restore, dict(env, backup="one"))["changed"] is False

@@ -5,22 +5,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.envinfo import free_space
 from ansible_collections.lifeboat.backup.plugins.modules import environment_info
-
-
-def run(args, capsys):
-    with patch_module_args(args), pytest.raises(SystemExit):
-        environment_info.main()
-    return json.loads(capsys.readouterr().out)
 
 
 @pytest.fixture
@@ -37,8 +29,8 @@ def env(tmp_path):
             "catalog": str(tmp_path / "catalog")}
 
 
-def test_reads_an_idle_environment_without_writing(env, capsys, tmp_path):
-    result = run(dict(env, _ansible_check_mode=True), capsys)
+def test_reads_an_idle_environment_without_writing(env, run_main, tmp_path):
+    result = run_main(environment_info, dict(env, _ansible_check_mode=True))
     assert result["changed"] is False and not result.get("failed"), result
     assert result["sessions"] == {env["path"]: 0}
     assert result["lock"] is None and result["current"] is None
@@ -47,11 +39,11 @@ def test_reads_an_idle_environment_without_writing(env, capsys, tmp_path):
     assert not os.path.exists(env["catalog"])
 
 
-def test_reports_the_lock_holder_and_current_backup(env, capsys):
+def test_reports_the_lock_holder_and_current_backup(env, run_main):
     catalog = Catalog(env["catalog"])
     catalog.write_state("unit", {"current": {"id": "20261122T130812Z-a1b2c3"}})
     with catalog.lock("unit", "restore"):
-        result = run(env, capsys)
+        result = run_main(environment_info, env)
     assert result["lock"]["operation"] == "restore" and result["lock"]["pid"] == os.getpid()
     assert result["current"] == {"id": "20261122T130812Z-a1b2c3"}
 
@@ -61,8 +53,8 @@ def test_reports_the_lock_holder_and_current_backup(env, capsys):
     ({"environment": "../x", "engine": "sqlite", "path": "/x.db"}, "invalid environment"),
     ({"environment": "unit", "engine": "sqlite", "path": "relative.db"}, "must be absolute"),
 ])
-def test_operator_errors(args, message, capsys):
-    result = run(args, capsys)
+def test_operator_errors(args, message, run_main):
+    result = run_main(environment_info, args)
     assert result["failed"] and message in result["msg"], result
 
 

@@ -1,7 +1,7 @@
 # Development entry points: `make demo` and `make test` (see README.md).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
-# The checks of `make test` run one after the other and stop at the first failure.
+# The checks of `make test` run one after the other; each runs even when an earlier one failed.
 .NOTPARALLEL:
 
 PYTHON ?= python3.11
@@ -12,6 +12,7 @@ VENV_DIR := $(abspath $(VENV))
 VENV_STAMP := $(VENV_DIR)/.installed-requirements-dev
 COLLECTION_DIR := $(BUILD_DIR)/ansible_collections/lifeboat/backup
 RESULTS_DIR := $(BUILD_DIR)/results
+STAGES := lint sanity units integration molecule
 
 # Tools run from the venv; molecule and ansible-compat look for ansible-* on PATH and keep their
 # cache in $VIRTUAL_ENV/.ansible rather than in the work tree.
@@ -25,7 +26,15 @@ export ANSIBLE_COLLECTIONS_PATH := $(BUILD_DIR)
 demo: $(VENV_STAMP) collection
 	ansible-playbook playbooks/demo.yml -e ansible_python_interpreter=$(VENV_DIR)/bin/python
 
-test: system-packages lint sanity units integration molecule
+# Every stage runs; each one's outcome goes to $(RESULTS_DIR)/stages for the summary, which ends with the
+# "N passed, N failed" line and fails when anything did.
+test: system-packages
+	rm -rf $(RESULTS_DIR)
+	mkdir -p $(RESULTS_DIR)
+	for stage in $(STAGES); do \
+		if $(MAKE) --no-print-directory $$stage; then status=0; else status=$$?; fi; \
+		echo "$$stage $$status" >> $(RESULTS_DIR)/stages; \
+	done
 	python tests/tools/summary.py $(RESULTS_DIR)
 
 $(VENV_STAMP): requirements-dev.txt
@@ -38,7 +47,7 @@ $(VENV_STAMP): requirements-dev.txt
 # that lies beside the work tree (../shared) is linked beside ansible_collections/ for tests run
 # from the copy.
 collection:
-	rm -rf $(COLLECTION_DIR) $(RESULTS_DIR) $(BUILD_DIR)/shared
+	rm -rf $(COLLECTION_DIR) $(BUILD_DIR)/shared
 	mkdir -p $(COLLECTION_DIR) $(RESULTS_DIR)
 	git ls-files -z --cached --others --exclude-standard \
 		| tar --null --files-from=- --ignore-failed-read --warning=no-failed-read -cf - \
@@ -67,8 +76,9 @@ sanity: $(VENV_STAMP) collection ansible-test-cache
 
 # --venv: ansible-test installs pytest and tests/unit/requirements.txt in a venv of its own.
 units: $(VENV_STAMP) collection ansible-test-cache
-	cd $(COLLECTION_DIR) && ansible-test units --python 3.11 --venv
-	cp $(COLLECTION_DIR)/tests/output/junit/*.xml $(RESULTS_DIR)/
+	status=0; (cd $(COLLECTION_DIR) && ansible-test units --python 3.11 --venv) || status=$$?; \
+	for file in $(COLLECTION_DIR)/tests/output/junit/*.xml; do cp "$$file" $(RESULTS_DIR)/units-$${file##*/}; done; \
+	exit $$status
 
 # The tests import ansible_collections.lifeboat.backup from the copy and run ansible-playbook on it.
 # Two workers, each test file whole on one of them (a file shares its clusters and servers): the time goes

@@ -1,10 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: Lifeboat maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Print the test counts of the JUnit XML files in a directory, ending with a total line.
+"""Print what each stage of ``make test`` counted, ending with a total line; exit 1 when anything failed.
 
-`make test` runs several tools one after the other; its output has to end with one line that
-says how many tests ran (``total: N passed, N failed, N skipped``) for CI to see them.
+``make test`` runs every stage (lint, sanity, units, integration, molecule) even after a failure and
+records ``<stage> <exit status>`` lines in ``<results>/stages``. A stage that wrote JUnit XML files
+(``<results>/<stage>*.xml``) counts their tests; any other stage counts as one test. A stage that
+failed without a failed test in its XML (it crashed, or a collection error) counts one failure more.
+The output ends with ``total: N passed, N failed, N skipped`` for CI to read.
 """
 
 from __future__ import annotations
@@ -22,7 +25,19 @@ def counts(path):
         tests += int(suite.get("tests", 0))
         failed += int(suite.get("failures", 0)) + int(suite.get("errors", 0))
         skipped += int(suite.get("skipped", 0))
-    return tests - failed - skipped, failed, skipped
+    return [tests - failed - skipped, failed, skipped]
+
+
+def stage_counts(results, stage, status):
+    reports = sorted(results.glob(stage + "*.xml"))
+    if not reports:
+        return [1, 0, 0] if status == 0 else [0, 1, 0]
+    total = [0, 0, 0]
+    for path in reports:
+        total = [a + b for a, b in zip(total, counts(path))]
+    if status != 0 and total[1] == 0:
+        total[1] = 1
+    return total
 
 
 def line(name, passed, failed, skipped):
@@ -30,11 +45,15 @@ def line(name, passed, failed, skipped):
 
 
 def main():
+    results = pathlib.Path(sys.argv[1])
     total = [0, 0, 0]
-    for path in sorted(pathlib.Path(sys.argv[1]).glob("*.xml")):
-        result = counts(path)
-        print(line(path.stem, *result))
-        total = [a + b for a, b in zip(total, result)]
+    for record in (results / "stages").read_text().split("\n"):
+        if not record.strip():
+            continue
+        stage, status = record.split()
+        found = stage_counts(results, stage, int(status))
+        print(line(stage, *found) + ("" if status == "0" else " (exit status %s)" % status))
+        total = [a + b for a, b in zip(total, found)]
     print(line("total", *total))
     return 1 if total[1] else 0
 

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 import time
@@ -23,9 +24,14 @@ import zlib
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     CHUNK_SIZE,
     LifeboatError,
+    check_free_space,
     check_name,
+    format_size,
     fsync_dir,
+    nearest_existing,
+    parse_json_object,
     remove_path,
+    sync_tree,
 )
 
 MANIFEST_NAME = "lifeboat.json"
@@ -42,9 +48,39 @@ AGE_ARMOR = b"-----BEGIN AGE ENCRYPTED FILE-----"
 GZIP_MAGIC = b"\x1f\x8b"
 
 _BLOCK = tarfile.BLOCKSIZE
-# Members read into memory; real ones are far smaller.
-_MAX_METADATA = 1024 * 1024
-_MAX_MANIFEST = 256 * 1024 * 1024
+# Members read into memory. .metadata holds five short strings, about 150 bytes.
+_MAX_METADATA = 64 * 1024
+# lifeboat.json holds an entry per file, about 190 bytes in Mendix's layout (42-character path, SHA-256, size):
+# 512 MiB is 2.8 million files. Parsed JSON can take 25 times its size in memory, so a manifest may moreover be no
+# longer than the members before it need: _MANIFEST_BASE for the other keys plus, per member, _MANIFEST_PER_MEMBER
+# and its name as JSON. A small archive cannot carry a large manifest.
+_MAX_MANIFEST = 512 * 1024 * 1024
+_MANIFEST_BASE = 4 * 1024 * 1024
+_MANIFEST_PER_MEMBER = 256
+# The same for the number of values: a file's entry has four ({path, sha256, size} and the comma before it).
+_MANIFEST_VALUES_BASE = 4096
+_MANIFEST_VALUES_PER_MEMBER = 8
+# A file store may grow between the moment .metadata is written (first) and the moment its files are read: an
+# archive may write what .metadata declares plus this share and _GROWTH_FIXED before it counts as lying.
+_GROWTH_SHARE = 100
+_GROWTH_FIXED = 16 * 1024 * 1024
+# What is extracted, by category: its name in messages and the key of .metadata that declares its size.
+_CATEGORIES = {"db": ("database dumps", "dumpSize"), "tree": ("file store", "filesSize")}
+# Free space is checked before the first write to a directory and again whenever this much was written since; the
+# margin kept free (common.free_space_margin) is larger. A file takes at least a block.
+_SPACE_SLICE = 16 * 1024 * 1024
+_FILE_BLOCK = 4096
+# Modes restored by default: no write for group and others, no setuid, setgid or sticky bit, whatever the archive
+# says. keep_unsafe_modes restores the archived bits, except setuid and setgid on files (they belong to root).
+_SAFE_MODE_BITS = 0o755
+_FILE_MODE_BITS = 0o777
+_DIR_MODE_BITS = 0o3777
+# What tarfile makes of a GNU sparse member (type S or pax GNU.sparse.*): its holes would be written out as zeros.
+_SPARSE_PAX = "GNU.sparse."
+# Long names (GNU L/K) and pax records (x, g, Solaris X): a path is at most 4 KiB; real headers are far below this.
+_EXTENDED_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
+                     tarfile.SOLARIS_XHDTYPE)
+_MAX_EXTENDED_HEADER = 64 * 1024
 _NOT_RECOGNISED = "%s is not a Lifeboat archive, a Mendix snapshot or a PostgreSQL custom-format dump"
 # What a damaged tar or gzip stream raises while it is read.
 _DAMAGE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -316,26 +352,29 @@ def detect_kind(path):
     raise LifeboatError(_NOT_RECOGNISED % path)
 
 
-def read_path(path, *, db_dir, tree_dir):
+def read_path(path, *, db_dir, tree_dir, keep_unsafe_modes=False):
     """Read an archive file or a bare PostgreSQL custom-format dump; see ``read_archive``."""
     try:
         handle = open(path, "rb")
     except OSError as exc:
         raise LifeboatError("cannot read %s: %s" % (path, exc.strerror))
     with handle:
-        return read_archive(handle, db_dir=db_dir, tree_dir=tree_dir, name=path)
+        return read_archive(handle, db_dir=db_dir, tree_dir=tree_dir, name=path, keep_unsafe_modes=keep_unsafe_modes)
 
 
-def read_archive(fileobj, *, db_dir, tree_dir, name=None):
+def read_archive(fileobj, *, db_dir, tree_dir, name=None, keep_unsafe_modes=False):
     """Read a stream once: dumps to ``db_dir/<name>.backup``, the file store into ``tree_dir``.
 
     ``tree_dir`` must be absent or empty; None skips the file store (its checksums are still checked).
     A bare PostgreSQL custom-format dump becomes ``db_dir/db.backup``. Every member is checked against
-    the manifest when there is one. On any error what was extracted is removed and LifeboatError raised.
+    the manifest when there is one. Nothing is written beyond what free space allows (with a margin), nor
+    beyond what a leading ``.metadata`` declares. Files and directories get no write bits for group and
+    others and no setuid, setgid or sticky bit, unless ``keep_unsafe_modes``. Everything is durable when
+    this returns. On any error what was extracted is removed and LifeboatError raised.
     """
     if name is None:
         name = fileobj.name if isinstance(getattr(fileobj, "name", None), str) else "stream"
-    reader = _Reader(name, db_dir, tree_dir)
+    reader = _Reader(name, db_dir, tree_dir, keep_unsafe_modes)
     try:
         return reader.run(fileobj)
     except BaseException:
@@ -375,7 +414,8 @@ def _normalise(name):
 
 
 class _TarInfo(tarfile.TarInfo):
-    """Notes when the end-of-archive block is read: tarfile quietly stops at a truncation otherwise."""
+    """Notes when the end-of-archive block is read: tarfile quietly stops at a truncation otherwise. A header that
+    makes tarfile raise ValueError is damaged."""
 
     @classmethod
     def fromtarfile(cls, tar):  # pylint: disable=arguments-renamed  # "tarfile" is the module here
@@ -384,6 +424,15 @@ class _TarInfo(tarfile.TarInfo):
         except tarfile.EOFHeaderError:
             tar.lifeboat_end_seen = True
             raise
+        except ValueError as exc:  # tarfile reads the sparse maps of pax headers with a bare int()
+            raise tarfile.ReadError("a member header is damaged (%s)" % exc)
+
+    def _proc_member(self, tar):
+        # tarfile reads a long name or a pax header into memory whole, before any member is seen: bound it.
+        if self.type in _EXTENDED_HEADERS and self.size > _MAX_EXTENDED_HEADER:
+            raise tarfile.ReadError("an extended header (a long name or pax records) has %d bytes, more than the %d "
+                                    "a real one needs" % (self.size, _MAX_EXTENDED_HEADER))
+        return super()._proc_member(tar)
 
 
 def _iter_members(tar):
@@ -451,14 +500,22 @@ def _member_type(member):
     return "of tar type %r" % member.type
 
 
+def _values_in(data):
+    """An upper bound of the JSON values, objects and arrays in ``data``: each but the first follows a comma or opens
+    a container."""
+    return data.count(b",") + data.count(b"[") + data.count(b"{") + 1
+
+
 def _parse_json(data, what):
     try:
-        value = json.loads(data.decode("utf-8"))
-    except ValueError as exc:  # UnicodeDecodeError is a ValueError
-        raise _Corrupt("%s is not valid JSON (%s)" % (what, exc))
-    if not isinstance(value, dict):
-        raise _Corrupt("%s is not a JSON object" % what)
-    return value
+        return parse_json_object(data, what)
+    except LifeboatError as exc:
+        raise _Corrupt(str(exc))
+
+
+def _size_of(value):
+    """A size in .metadata (a string of digits, as Mendix writes it), or None."""
+    return int(value) if isinstance(value, str) and re.fullmatch(r"[0-9]{1,20}", value) else None
 
 
 def _listed(manifest):
@@ -504,10 +561,12 @@ def _compare(listed, observed):
 class _Reader:
     """One pass over an archive stream: extract, hash, then check against the manifest."""
 
-    def __init__(self, name, db_dir, tree_dir):
+    def __init__(self, name, db_dir, tree_dir, keep_unsafe_modes):
         self.name = name
         self.db_dir = db_dir
         self.tree_dir = tree_dir
+        self.file_mode_bits = _FILE_MODE_BITS if keep_unsafe_modes else _SAFE_MODE_BITS
+        self.dir_mode_bits = _DIR_MODE_BITS if keep_unsafe_modes else _SAFE_MODE_BITS
         self.seen = set()  # normalised names of the members read so far
         self.created = []  # dump files written, removed on error
         self.databases = {}  # database name -> extracted path
@@ -516,7 +575,13 @@ class _Reader:
         self.made_dirs = set()  # directories created below tree_dir ('' for tree_dir)
         self.tree_created = False
         self.metadata = None  # raw bytes of .metadata
+        self.parsed_metadata = None
         self.manifest = None  # raw bytes of lifeboat.json
+        self.manifest_room = _MANIFEST_BASE  # the longest lifeboat.json that the members so far can need
+        self.manifest_values = _MANIFEST_VALUES_BASE  # and the most values (see _values_in) it can hold
+        self.limits = {}  # 'db' or 'tree' -> bytes of dumps or files that a leading .metadata allows
+        self.written = {"db": 0, "tree": 0}  # bytes of dumps and files so far
+        self.room = {"db": 0, "tree": 0}  # bytes that may still be written before free space is checked again
 
     def run(self, fileobj):
         try:
@@ -537,7 +602,10 @@ class _Reader:
 
     def _read_tar(self, source):
         try:
-            with tarfile.open(fileobj=source, mode="r|", tarinfo=_TarInfo) as tar:
+            # Names that are not UTF-8 keep their bytes as surrogates, for _check_safe to refuse.
+            with tarfile.open(
+                fileobj=source, mode="r|", tarinfo=_TarInfo, encoding="utf-8", errors="surrogateescape"
+            ) as tar:
                 for member in _iter_members(tar):
                     self._member(tar, member)
             source.drain()
@@ -563,10 +631,22 @@ class _Reader:
         self._check_safe(member, name)
         if name in self.seen:
             raise _Corrupt("member %r appears twice" % member.name)
+        first = not self.seen
         self.seen.add(name)
+        quoted = json.dumps(name, ensure_ascii=False).encode("utf-8")
+        self.manifest_room += _MANIFEST_PER_MEMBER + len(quoted)
+        self.manifest_values += _MANIFEST_VALUES_PER_MEMBER + _values_in(quoted)
         if name == METADATA_NAME:
             self.metadata = self._small(tar, member, _MAX_METADATA)
+            self.parsed_metadata = _parse_json(self.metadata, METADATA_NAME)
+            if first:
+                self._declared()
         elif name == MANIFEST_NAME:
+            if member.size > self.manifest_room:
+                raise _Corrupt(
+                    "member %s has %d bytes, more than a manifest of its %d members can need (%d)"
+                    % (member.name, member.size, len(self.seen), self.manifest_room)
+                )
             self.manifest = self._small(tar, member, _MAX_MANIFEST)
         elif name == "tree":
             self.directories[""] = (member.mode, member.mtime)
@@ -575,17 +655,76 @@ class _Reader:
         elif name.startswith("db/"):
             database = name[len("db/") : -len(".backup")]
             path = os.path.join(self.db_dir, database + ".backup")
+            self._take("db", member)
             out = self._new_file(path)
             self.created.append(path)
             self.databases[database] = path
-            self.observed[name] = self._extract(tar, member, out, 0o600)
+            self.observed[name] = self._extract(tar, member, out, 0o600, sync=True)
         elif name.startswith("tree/"):
             self._tree_member(tar, member, name[len("tree/") :])
 
+    def _declared(self):
+        """.metadata came first and declares the sizes of dumps and files (Lifeboat archives, Mendix snapshots):
+        hold the archive to them, and check now, before writing anything, that they fit; directories on one
+        filesystem count once, with the sum."""
+        needs = {}  # device -> [directory, bytes, what]
+        for category, directory in (("db", self.db_dir), ("tree", self.tree_dir)):
+            label, key = _CATEGORIES[category]
+            declared = _size_of(self.parsed_metadata.get(key))
+            if declared is None:
+                continue
+            self.limits[category] = declared + declared // _GROWTH_SHARE + _GROWTH_FIXED
+            if directory is not None:
+                need = needs.setdefault(os.stat(nearest_existing(directory)).st_dev, [directory, 0, []])
+                need[1] += self.limits[category]
+                need[2].append(label)
+        for directory, size, labels in needs.values():
+            what = "the %s of archive %s (what its .metadata declares, with room for growth)"
+            check_free_space(directory, size, what % (" and ".join(labels), self.name))
+
+    def _take(self, category, member):
+        """Before a dump or file is extracted: it must fit in what a leading .metadata declared and, when it is
+        written, in the free space."""
+        self.written[category] += member.size
+        limit = self.limits.get(category)
+        if limit is not None and self.written[category] > limit:
+            label, key = _CATEGORIES[category]
+            raise _Corrupt(
+                "member %s brings the %s to %s, more than its .metadata declares (%s %s, accepted up to %s for data "
+                "that grew while it was archived)"
+                % (member.name, label, format_size(self.written[category]), key, self.parsed_metadata[key],
+                   format_size(limit))
+            )
+        if category == "db" or self.tree_dir is not None:
+            self._make_room(category, member.size + _FILE_BLOCK, "member %s of archive %s" % (member.name, self.name))
+
+    def _make_room(self, category, size, what):
+        """Check free space before ``size`` more bytes go to ``category``'s directory: before the first write, then
+        again once _SPACE_SLICE bytes were written since the last check."""
+        if self.room[category] < size:
+            needed = max(size, _SPACE_SLICE)
+            # A file or directory takes a block and an inode: a slice of empty files must fit in inodes too.
+            check_free_space(self.db_dir if category == "db" else self.tree_dir, needed, what,
+                             inodes=1 if category == "db" else needed // _FILE_BLOCK)
+            self.room[category] = needed
+        self.room[category] -= size
+
     def _check_safe(self, member, name):
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LifeboatError(
+                "archive %s contains the member %r, whose name is not valid UTF-8: refusing to read it, since the "
+                "next backup of the restored files would fail on it; rename the file where the archive was made"
+                % (self.name, member.name)
+            )
         parts = name.split("/")
         if any(part in ("", ".", "..") for part in parts):
             problem = "its path leaves the archive's directories"
+        elif "\0" in name:
+            problem = "its name contains a NUL byte"
+        elif member.issparse() or any(key.startswith(_SPARSE_PAX) for key in member.pax_headers):
+            problem = "it is a GNU sparse file, whose holes would be written out in full"
         elif not (member.isreg() or member.isdir()):
             problem = "it is %s" % _member_type(member)
         elif member.isreg() and (
@@ -613,13 +752,14 @@ class _Reader:
         if member.isdir():
             self.directories[rel] = (member.mode, member.mtime)
             if self.tree_dir is not None:
+                self._make_room("tree", _FILE_BLOCK, "member %s of archive %s" % (member.name, self.name))
                 self._make_dirs(parts)
             return
+        self._take("tree", member)
         out = None
         if self.tree_dir is not None:
             out = self._new_file(os.path.join(self._make_dirs(parts[:-1]), parts[-1]))
-        # setuid and setgid bits are not restored: the extracted files belong to root.
-        self.observed["tree/" + rel] = self._extract(tar, member, out, member.mode & 0o777)
+        self.observed["tree/" + rel] = self._extract(tar, member, out, member.mode & self.file_mode_bits)
 
     def _make_dirs(self, parts):
         """Create tree_dir/<parts> step by step, never through anything but a directory we made."""
@@ -649,8 +789,11 @@ class _Reader:
         return os.fdopen(fd, "wb")
 
     @staticmethod
-    def _extract(tar, member, out, mode):
-        """Copy a member's data to the new file ``out`` (None: only hash it) and close it; return (size, sha256)."""
+    def _extract(tar, member, out, mode, sync=False):
+        """Copy a member's data to the new file ``out`` (None: only hash it) and close it; return (size, sha256).
+
+        ``sync``: fsync it now (dumps); the file store is synced once, at the end (_settle_tree).
+        """
         source = tar.extractfile(member)
         digest = hashlib.sha256()
         size = 0
@@ -664,7 +807,8 @@ class _Reader:
                 out.flush()
                 os.fchmod(out.fileno(), mode)
                 os.utime(out.fileno(), (member.mtime, member.mtime))
-                os.fsync(out.fileno())
+                if sync:
+                    os.fsync(out.fileno())
         finally:
             if out is not None:
                 out.close()
@@ -675,9 +819,11 @@ class _Reader:
         out = self._new_file(path)
         self.created.append(path)
         with out:
-            out.write(head)
-            for chunk in iter(lambda: fileobj.read(CHUNK_SIZE), b""):
+            chunk = head
+            while chunk:
+                self._make_room("db", len(chunk), "the dump %s" % self.name)
                 out.write(chunk)
+                chunk = fileobj.read(CHUNK_SIZE)
             out.flush()
             os.fsync(out.fileno())
         fsync_dir(self.db_dir)
@@ -690,7 +836,7 @@ class _Reader:
             kind, manifest = "mendix", None
         else:
             kind, manifest = "lifeboat", self._verify()
-        metadata = None if self.metadata is None else _parse_json(self.metadata, METADATA_NAME)
+        metadata = self.parsed_metadata
         self._settle_tree()
         fsync_dir(self.db_dir)
         files = [size for member, (size, _digest) in self.observed.items() if member.startswith("tree/")]
@@ -704,6 +850,11 @@ class _Reader:
         )
 
     def _verify(self):
+        values = _values_in(self.manifest)
+        if values > self.manifest_values:
+            # Parsed, each value is a Python object: 40 MB of "[]," would take gigabytes.
+            raise _Corrupt("%s holds %d values, more than a manifest of %d members can need (%d)"
+                           % (MANIFEST_NAME, values, len(self.seen), self.manifest_values))
         manifest = _parse_json(self.manifest, MANIFEST_NAME)
         if manifest.get("format") != FORMAT_NAME:
             raise _Corrupt("%s has format %r, not %r" % (MANIFEST_NAME, manifest.get("format"), FORMAT_NAME))
@@ -731,16 +882,15 @@ class _Reader:
         return manifest
 
     def _settle_tree(self):
-        """Give directories their modes and times (deepest first, after their contents) and make them durable."""
+        """Give directories their modes and times (deepest first, after their contents); make the tree durable."""
         if "" not in self.made_dirs:
             return
         for rel in sorted(self.directories, key=lambda rel: rel.count("/") + bool(rel), reverse=True):
             mode, mtime = self.directories[rel]
             path = os.path.join(self.tree_dir, rel) if rel else self.tree_dir
-            os.chmod(path, mode & 0o3777)
+            os.chmod(path, mode & self.dir_mode_bits)
             os.utime(path, (mtime, mtime))
-        for rel in self.made_dirs:
-            fsync_dir(os.path.join(self.tree_dir, rel) if rel else self.tree_dir)
+        sync_tree(self.tree_dir)
 
     def cleanup(self):
         for path in self.created:

@@ -9,7 +9,12 @@ import os
 import sqlite3
 from urllib.parse import quote
 
-from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, fsync_dir, fsync_file
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
+    LifeboatError,
+    check_free_space,
+    fsync_dir,
+    fsync_file,
+)
 
 # Files SQLite keeps beside a database; a stale one next to a swapped-in file would corrupt it.
 SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -79,6 +84,7 @@ def restore_to(dump_path, staging):
     for name in (staging,) + tuple(staging + suffix for suffix in SIDECAR_SUFFIXES):
         if os.path.exists(name):
             os.unlink(name)
+    check_free_space(staging, os.path.getsize(dump_path), "the staging copy of SQLite database %s" % staging)
     backup_to(dump_path, staging)
     integrity_check(staging)
     # The copy must be a single self-contained file before it is renamed into place.

@@ -10,15 +10,17 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import stat
 import subprocess
 import tarfile
 import threading
+import types
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import archive
+from ansible_collections.lifeboat.backup.plugins.module_utils import archive, common
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
 
 DUMP = b"PGDMP" + bytes(range(256)) * 64
@@ -448,6 +450,7 @@ UNSAFE = [
     (member("db/../x.backup", b"x"), "leaves the archive"),
     (member(".metadata", kind=tarfile.DIRTYPE), "has no place"),
     (member("db", b"x"), "has no place"),
+    (member("tree/a\0b", b"x", pax_headers={"path": "tree/a\0b"}), "contains a NUL byte"),
 ]
 
 
@@ -679,3 +682,413 @@ def test_truncated_mendix_snapshot_at_a_member_boundary(tmp_path, compression):
     ):
         archive.read_path(str(path), **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------ resources
+
+MiB = 1024 * 1024
+BOMB_SIZE = 256 * MiB
+
+
+class Chunks:
+    """A file object handing out ``chunks`` (an iterable of bytes) as they are read: big members, little memory."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._buffer = b""
+
+    def read(self, size):
+        while len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+
+def repeated(unit, count, head=b"", tail=b""):
+    """(size, file object) of ``head + unit * count + tail``, made as it is read."""
+    block = unit * (MiB // len(unit))
+    full, rest = divmod(count * len(unit), len(block))
+    chunks = [head] + [block] * full + [block[:rest], tail]
+    return len(head) + count * len(unit) + len(tail), Chunks(chunks)
+
+
+def build_streamed(path, members):
+    """A .tar.gz of (name, size, file object) members, built as it streams: a bomb costs the test a few hundred KB."""
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tar:
+        for name, size, fileobj in members:
+            info = tarfile.TarInfo(name)
+            info.size = size
+            info.mode = 0o644
+            tar.addfile(info, fileobj)
+    return str(path)
+
+
+def small(name, data):
+    return name, len(data), io.BytesIO(data)
+
+
+class Counting:
+    """Counts the bytes the reader takes from the archive, to show that it stopped early."""
+
+    def __init__(self, path):
+        self.handle = open(path, "rb")
+        self.taken = 0
+
+    def read(self, size=-1):
+        data = self.handle.read(size)
+        self.taken += len(data)
+        return data
+
+
+def read_counting(path, **kwargs):
+    """Read ``path`` (expecting a LifeboatError); return the error and the share of the file read."""
+    source = Counting(path)
+    with source.handle, pytest.raises(LifeboatError) as caught:
+        archive.read_archive(source, name=path, **kwargs)
+    return str(caught.value), source.taken / os.path.getsize(path)
+
+
+def fake_free_space(monkeypatch, free):
+    """Make every filesystem report ``free`` bytes (a callable: the bytes at each check)."""
+    free_at = free if callable(free) else lambda: free
+    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(f_bavail=free_at() // 4096, f_frsize=4096,
+                                                                          f_files=0, f_favail=0))
+
+
+@pytest.fixture(scope="module")
+def gzip_bombs(tmp_path_factory):
+    """Two 256 MiB members of zeros gzipped to about 260 KB: after a .metadata declaring 5 bytes of files, or alone."""
+    root = tmp_path_factory.mktemp("bombs")
+    metadata = json.dumps(archive.mendix_metadata(1, len(DUMP), "", 0, 5)).encode()
+    bombs = {}
+    for kind, head in (("declared", [small(".metadata", metadata)]), ("undeclared", [])):
+        members = head + [small("db/db.backup", DUMP), ("tree/zeros",) + repeated(b"\0", BOMB_SIZE)]
+        bombs[kind] = build_streamed(root / ("%s.tar.gz" % kind), members)
+        assert os.path.getsize(bombs[kind]) < 300 * 1024
+    return bombs
+
+
+def test_gzip_bomb_beyond_what_metadata_declares_stops_before_its_data(tmp_path, gzip_bombs):
+    message, taken = read_counting(gzip_bombs["declared"], **targets(tmp_path))
+    assert re.search(
+        r"declared.tar.gz is truncated or corrupt: member tree/zeros brings the file store to 256.00 MiB, more than "
+        r"its \.metadata declares \(filesSize 5, accepted up to 16.00 MiB for data that grew while it was archived\)",
+        message,
+    ), message
+    assert taken < 0.2, "the reader stopped at the member's header, before its data"
+    assert_nothing_extracted(tmp_path)
+
+
+def test_gzip_bomb_larger_than_free_space_stops_before_its_data(tmp_path, gzip_bombs, monkeypatch):
+    fake_free_space(monkeypatch, 200 * MiB)
+    message, taken = read_counting(gzip_bombs["undeclared"], **targets(tmp_path))
+    assert re.search(
+        r"not enough free space for member tree/zeros of archive .*undeclared.tar.gz on the filesystem mounted at /.*: "
+        r"it needs 332.80 MiB \(256.00 MiB plus a margin of 76.80 MiB\), only 200.00 MiB are free; free up space",
+        message,
+    ), message
+    assert taken < 0.2
+    assert_nothing_extracted(tmp_path)
+
+
+def test_declared_sizes_must_fit_before_anything_is_written(tmp_path, monkeypatch):
+    """dumpSize and filesSize are checked before the first dump is written; on one filesystem they count together."""
+    fake_free_space(monkeypatch, 1024 * MiB)
+    metadata = archive.mendix_metadata(1, 450 * MiB, "", 0, 450 * MiB)
+    members = [member(".metadata", json.dumps(metadata).encode())] + mendix_members()[1:]
+    path = build_tar(tmp_path / "snapshot.tar", members)
+    with pytest.raises(LifeboatError) as caught:
+        archive.read_path(path, **targets(tmp_path))
+    assert re.search(
+        r"not enough free space for the database dumps and file store of archive .*snapshot.tar \(what its "
+        r"\.metadata declares, with room for growth\) on the filesystem mounted at /.*: it needs 1.03 GiB \(941.00 MiB "
+        r"plus a margin of 111.05 MiB\), only 1.00 GiB are free",
+        str(caught.value),
+    ), caught.value
+    assert_nothing_extracted(tmp_path)
+    # The dumps alone fit: without the file store the same archive is read.
+    contents = archive.read_path(path, db_dir=str(tmp_path / "db"), tree_dir=None)
+    assert contents.files == (2, 17)
+
+
+def test_metadata_sizes_allow_for_a_file_store_that_grew(tmp_path, dump, store):
+    """.metadata is written before the files are read: a live store that grew meanwhile must still restore."""
+    path = str(tmp_path / "backup.tar.gz")
+    write(path, databases=[("db", dump)], files_path=store, compression="gzip",
+          metadata=archive.mendix_metadata(1, len(DUMP), "", 0, 10))
+    contents = archive.read_path(path, **targets(tmp_path))
+    assert contents.files[1] > 10 + 1024 * 1024
+
+
+def test_free_space_is_checked_again_as_a_bare_dump_streams(tmp_path, monkeypatch):
+    """A bare dump declares no size: free space is checked every 16 MiB, and the copy stops before the margin."""
+    checks = []
+
+    def free():
+        checks.append(None)
+        return 300 * MiB if len(checks) == 1 else 70 * MiB
+
+    fake_free_space(monkeypatch, free)
+    size, data = repeated(b"PGDMP", 8 * MiB)
+    dump = tmp_path / "big.backup"
+    with open(dump, "wb") as handle:
+        shutil.copyfileobj(data, handle)
+    with pytest.raises(LifeboatError, match=r"not enough free space for the dump .*big.backup on the filesystem "
+                                            r"mounted at .*: it needs 80.80 MiB .* only 70.00 MiB are free"):
+        archive.read_path(str(dump), **targets(tmp_path))
+    assert len(checks) == 2
+    assert_nothing_extracted(tmp_path)
+
+
+def test_free_space_is_checked_again_as_members_stream(tmp_path, monkeypatch):
+    """Without .metadata, many small members: the check comes back at least every 16 MiB."""
+    checks = []
+
+    def free():
+        checks.append(None)
+        return 300 * MiB if len(checks) == 1 else 70 * MiB
+
+    fake_free_space(monkeypatch, free)
+    members = [member("db/db.backup", DUMP)] + [member("tree/f%d" % n, b"x" * 100_000) for n in range(200)]
+    path = build_tar(tmp_path / "snapshot.tar", members)
+    with pytest.raises(LifeboatError, match=r"not enough free space for member tree/f\d+ of archive"):
+        archive.read_path(path, **targets(tmp_path))
+    assert len(checks) == 2
+    assert_nothing_extracted(tmp_path)
+
+
+def _gnu_sparse(path):
+    """A tar with an old-GNU sparse member (type S, as GNU tar --sparse writes) of 512 bytes that unfolds to 1 GiB."""
+    info = tarfile.TarInfo("tree/sparse")
+    info.type = tarfile.GNUTYPE_SPARSE
+    info.size = 512
+    header = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    header[386:410] = b"%011o\0%011o\0" % (0, 512)  # one region of data at offset 0, then a hole
+    header[483:495] = b"%011o\0" % (1 << 30)  # the size it unfolds to
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\0 " % sum(header)
+    with open(path, "wb") as handle:
+        for info, data in mendix_members()[:2]:
+            handle.write(info.tobuf(tarfile.GNU_FORMAT) + data + b"\0" * (-len(data) % 512))
+        handle.write(bytes(header) + b"s" * 512 + b"\0" * 1024)
+    return str(path)
+
+
+def _pax_sparse(path, headers, data=b""):
+    info, _data = member("tree/sparse", data, pax_headers=dict(headers, **{"GNU.sparse.realsize": str(1 << 30)}))
+    return build_tar(path, mendix_members()[:2] + [(info, data)])
+
+
+SPARSE = {
+    "gnu": _gnu_sparse,
+    "pax-1.0": lambda path: _pax_sparse(
+        path, {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "tree/sparse"},
+        b"1\n0\n512\n".ljust(512, b"\0") + b"s" * 512,
+    ),
+    "pax-0.1": lambda path: _pax_sparse(path, {"GNU.sparse.map": "0,512", "GNU.sparse.size": str(1 << 30)}, b"s" * 512),
+    "pax-unknown": lambda path: _pax_sparse(path, {"GNU.sparse.major": "9", "GNU.sparse.minor": "0"}, b"s" * 512),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SPARSE))
+def test_sparse_member_is_refused(tmp_path, kind):
+    path = SPARSE[kind](tmp_path / "sparse.tar")
+    with pytest.raises(LifeboatError, match=r"contains the unsafe member 'tree/sparse' \(it is a GNU sparse file"):
+        archive.read_path(path, **targets(tmp_path))
+    assert_nothing_extracted(tmp_path)
+
+
+def test_sparse_member_with_a_broken_map_is_refused(tmp_path):
+    path = _pax_sparse(tmp_path / "sparse.tar", {"GNU.sparse.map": "0,x", "GNU.sparse.size": "9"}, b"s" * 512)
+    with pytest.raises(LifeboatError, match="sparse.tar is truncated or corrupt: a member header is damaged"):
+        archive.read_path(path, **targets(tmp_path))
+    assert_nothing_extracted(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def manifest_bomb(tmp_path_factory):
+    """A .tar.gz of 260 KB whose lifeboat.json has 255 MB of empty objects: 6 GB once parsed."""
+    root = tmp_path_factory.mktemp("manifest")
+    count = 255_000_000 // 3
+    members = [small(".metadata", json.dumps(METADATA).encode()), small("db/db.backup", DUMP),
+               (archive.MANIFEST_NAME,) + repeated(b"{},", count, head=b'{"files": [', tail=b"{}]}")]
+    path = build_streamed(root / "manifest.tar.gz", members)
+    assert os.path.getsize(path) < 300 * 1024
+    return path
+
+
+def test_manifest_bomb_is_refused_before_it_is_read(tmp_path, manifest_bomb):
+    message, taken = read_counting(manifest_bomb, **targets(tmp_path))
+    assert re.search(
+        r"manifest.tar.gz is truncated or corrupt: member lifeboat.json has 255000015 bytes, more than a manifest of "
+        r"its 3 members can need \(\d+\); use another copy",
+        message,
+    ), message
+    assert taken < 0.2
+    assert_nothing_extracted(tmp_path)
+
+
+def test_manifest_has_an_absolute_cap(tmp_path, dump, store, monkeypatch):
+    path = str(tmp_path / "backup.tar")
+    write(path, databases=[("db", dump)], files_path=store)
+    monkeypatch.setattr(archive, "_MAX_MANIFEST", 1000)
+    with pytest.raises(LifeboatError, match=r"member lifeboat.json has \d+ bytes, more than the 1000 allowed"):
+        archive.read_path(path, **targets(tmp_path))
+
+
+def test_manifest_of_awkward_names_fits_what_its_members_allow(tmp_path, dump):
+    """Names that JSON escapes six-fold, short and empty files: the manifest of a real store always fits."""
+    root = tmp_path / "store"
+    root.mkdir()
+    for number in range(300):
+        name = "".join(chr(1 + (number + offset) % 31) for offset in range(4)) + '"\\%d' % number
+        (root / name).write_bytes(b"")
+        (root / ("d%d" % number)).mkdir()
+    path = str(tmp_path / "backup.tar")
+    manifest, _warnings = write(path, databases=[("db", dump)], files_path=str(root))
+    contents = archive.read_path(path, **targets(tmp_path))
+    assert contents.manifest == manifest and contents.files == (300, 0)
+
+
+# Deeper than the parser goes, yet within the values a manifest of a few members may hold.
+NESTED = b'{"a": ' * 3000 + b"1" + b"}" * 3000
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        (archive.MANIFEST_NAME, NESTED, r"lifeboat.json is not valid JSON \(it nests too deeply\)"),
+        (archive.MANIFEST_NAME, b'{"a": "\xe9"}', "lifeboat.json is not valid JSON .*can't decode byte 0xe9"),
+        (archive.MANIFEST_NAME, b"[" * 3000, "lifeboat.json is not a JSON object"),
+        (archive.MANIFEST_NAME, b"[" * 100_000, r"lifeboat.json holds 100001 values, more than"),
+        (".metadata", b'{"a": ' + b"[" * 30_000 + b"]" * 30_000 + b"}", r"\.metadata is not valid JSON \(it nests"),
+        (".metadata", b"{" + b" " * 64 * 1024 + b"}", r"member \.metadata has 65538 bytes, more than the 65536"),
+        (".metadata", b'"dumpSize"', r"\.metadata is not a JSON object"),
+    ],
+)
+def test_json_that_would_exhaust_the_reader_is_refused(tmp_path, dump, name, data, message):
+    good = str(tmp_path / "good.tar")
+    write(good, databases=[("db", dump)], files_path=None)
+
+    def transform(info, old):
+        if info.name == name:
+            info.size = len(data)
+            return [(info, data)]
+        return [(info, old)]
+
+    bad = repack(good, tmp_path / "bad.tar", transform)
+    with pytest.raises(LifeboatError, match="bad.tar is truncated or corrupt: " + message):
+        archive.read_path(bad, **targets(tmp_path))
+    assert_nothing_extracted(tmp_path)
+
+
+# -------------------------------------------------------------------------------------- names, modes, sync
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_member_name_that_is_not_utf8_is_refused(tmp_path, tar_format):
+    path = tmp_path / "latin1.tar"
+    with tarfile.open(path, "w", format=tar_format, encoding="utf-8", errors="surrogateescape") as tar:
+        for info, data in mendix_members() + [member(os.fsdecode(b"tree/caf\xe9.txt"), b"x")]:
+            tar.addfile(info, io.BytesIO(data))
+    assert b"tree/caf\xe9.txt" in path.read_bytes()
+    with pytest.raises(LifeboatError, match=r"contains the member 'tree/caf\\udce9.txt', whose name is not valid "
+                                            r"UTF-8: refusing to read it.* rename the file"):
+        archive.read_path(str(path), **targets(tmp_path))
+    assert_nothing_extracted(tmp_path)
+
+
+def _unsafe_modes_archive(path):
+    return build_tar(path, [
+        member(".metadata", json.dumps(METADATA).encode()),
+        member("db/db.backup", DUMP),
+        member("tree", kind=tarfile.DIRTYPE, mode=0o1777),
+        member("tree/shared", kind=tarfile.DIRTYPE, mode=0o3777),
+        member("tree/shared/run", b"#!/bin/sh\n", mode=0o6777),
+        member("tree/shared/plain", b"x", mode=0o664),
+    ])
+
+
+@pytest.mark.parametrize(
+    "keep, modes",
+    [
+        (False, {"": 0o755, "shared": 0o755, "shared/run": 0o755, "shared/plain": 0o644}),
+        (True, {"": 0o1777, "shared": 0o3777, "shared/run": 0o777, "shared/plain": 0o664}),
+    ],
+)
+def test_unsafe_modes_are_stripped_unless_kept(tmp_path, keep, modes):
+    path = _unsafe_modes_archive(tmp_path / "modes.tar")
+    contents = archive.read_path(path, keep_unsafe_modes=keep, **targets(tmp_path))
+    assert {rel: mode for rel, (_kind, mode, _data) in snapshot(contents.tree).items()} == modes
+
+
+def test_file_store_is_synced_once_and_dumps_each(tmp_path, dump, store, monkeypatch):
+    path = str(tmp_path / "backup.tar")
+    write(path, databases=[("db", dump), ("linked", dump)], files_path=store)
+    real_fsync, real_syncfs = os.fsync, common._syncfs()
+    fsynced, syncfs_calls = [], []
+    monkeypatch.setattr(os, "fsync", lambda fd: fsynced.append(os.readlink("/proc/self/fd/%d" % fd)) or real_fsync(fd))
+    monkeypatch.setattr(common, "_syncfs", lambda: lambda fd: syncfs_calls.append(os.readlink("/proc/self/fd/%d" % fd))
+                        or real_syncfs(fd))
+    contents = archive.read_path(path, **targets(tmp_path))
+    db_dir = targets(tmp_path)["db_dir"]
+    assert sorted(fsynced) == [db_dir, db_dir + "/db.backup", db_dir + "/linked.backup"]
+    assert syncfs_calls == [contents.tree]
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.XHDTYPE, tarfile.XGLTYPE])
+def test_a_huge_extended_header_is_refused_before_it_is_read(tmp_path, kind):
+    """tarfile reads a long name or pax records whole: 200 MiB of them in a small .tar.gz would fill memory."""
+    path = str(tmp_path / "bomb.tar.gz")
+    size = 200 * 1024 * 1024
+    header = tarfile.TarInfo("././@LongLink" if kind == tarfile.GNUTYPE_LONGNAME else "pax")
+    header.type, header.size = kind, size
+    zeros = bytes(1024 * 1024)
+    with gzip.open(path, "wb", compresslevel=1) as out:
+        out.write(header.tobuf(tarfile.GNU_FORMAT))
+        for _ in range(size // len(zeros)):
+            out.write(zeros)
+    with open(path, "rb") as handle:
+        source = io.BufferedReader(handle)
+        with pytest.raises(LifeboatError, match="extended header .* has 209715200 bytes, more than the 65536"):
+            archive.read_archive(source, name=path, **targets(tmp_path))
+        assert handle.tell() < os.path.getsize(path) / 2, "refused without reading the header's data"
+    assert_nothing_extracted(tmp_path)
+
+
+def test_empty_files_beyond_the_free_inodes_are_refused_before_they_are_made(tmp_path, monkeypatch):
+    """Empty files pass any byte count; each still takes an inode."""
+    metadata = json.dumps(archive.mendix_metadata(1, len(DUMP), "", 0, 0)).encode()
+    members = [member(".metadata", metadata), member("db/db.backup", DUMP), member("tree", kind=tarfile.DIRTYPE)]
+    members += [member("tree/empty-%05d" % index) for index in range(5000)]
+    path = build_tar(tmp_path / "inodes.tar", members)
+    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(
+        f_bavail=2**30 // 4096, f_frsize=4096, f_files=100000, f_favail=3000))
+    with pytest.raises(LifeboatError, match="not enough free inodes for member tree/empty-00000 of archive"):
+        read(path, **targets(tmp_path))
+    assert_nothing_extracted(tmp_path)
+
+
+def test_manifest_of_many_small_values_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    """Within the bytes its members allow, "[]," repeated would still be millions of Python objects."""
+    monkeypatch.setattr(archive, "_MANIFEST_BASE", 4 * 1024 * 1024)
+    members = [member(".metadata", json.dumps(METADATA).encode()), member("db/db.backup", DUMP),
+               member(archive.MANIFEST_NAME, b'{"files": [' + b"[]," * 1_000_000 + b"[]]}")]
+    path = build_tar(tmp_path / "values.tar", members)
+    with pytest.raises(LifeboatError, match=r"lifeboat.json holds 2000004 values, more than a manifest of 3 members "
+                       r"can need \(\d+\)"):
+        read(path, **targets(tmp_path))
+    assert_nothing_extracted(tmp_path)
+
+
+def test_manifest_with_commas_in_names_fits_what_its_members_allow(tmp_path, dump):
+    root = tmp_path / "store"
+    root.mkdir()
+    for number in range(50):
+        (root / ("a,b,c,[d],{e},%d" % number)).write_bytes(b"x")
+    path = str(tmp_path / "backup.tar")
+    manifest, _warnings = write(path, databases=[("db", dump)], files_path=str(root))
+    assert archive.read_path(path, **targets(tmp_path)).manifest == manifest

@@ -5,14 +5,13 @@
 
 ``run_play`` hands back the registered results, the process and the peak resident memory in bytes of the
 largest process of the ansible-playbook process tree (the controller, its workers, and with the local
-connection also the modules). It comes from wait4(), which the kernel fills in with the maximum over the
-child and every descendant it reaped: nothing is sampled, so no peak is missed.
+connection also the modules). It comes from wait4() in measured.py, which the kernel fills in with the
+maximum over the child and every descendant it reaped: nothing is sampled, so no peak is missed.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ import yaml
 from playbook import ansible_env, play_tasks, read_results
 
 HOST = "node"
+MEASURED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured.py")
 
 
 def run_play(tasks, host_vars=None, check=False, diff=False, play_vars=None, become=False, timeout=600):
@@ -56,31 +56,19 @@ def run_play(tasks, host_vars=None, check=False, diff=False, play_vars=None, bec
 def _run_measured(command, work, timeout):
     stdout_path = os.path.join(work, "stdout")
     stderr_path = os.path.join(work, "stderr")
+    peak_path = os.path.join(work, "peak")
     with open(stdout_path, "wb") as stdout, open(stderr_path, "wb") as stderr:
-        child = subprocess.Popen(command, env=ansible_env(), stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
+        child = subprocess.Popen([sys.executable, MEASURED, peak_path] + command, env=ansible_env(),
+                                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr)
     try:
-        # wait4 instead of Popen.wait: its rusage covers the whole reaped process tree.
-        _pid, status, usage = _wait4(child, timeout)
+        child.wait(timeout)
     except BaseException:
         child.kill()
         child.wait()
         raise
-    child.returncode = os.waitstatus_to_exitcode(status)
     with open(stdout_path, errors="replace") as handle:
         child.stdout = handle.read()
     with open(stderr_path, errors="replace") as handle:
         child.stderr = handle.read()
-    return child, usage.ru_maxrss * 1024  # Linux reports KiB
-
-
-def _wait4(child, timeout):
-    def expired(signum, frame):
-        raise TimeoutError("ansible-playbook ran longer than %d s" % timeout)
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(timeout)
-    try:
-        return os.wait4(child.pid, 0)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    with open(peak_path) as handle:
+        return child, int(handle.read())

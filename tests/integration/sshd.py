@@ -30,6 +30,7 @@ import time
 import pytest
 
 SSHD = "/usr/sbin/sshd"
+MEASURED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "measured.py")
 ADDRESS = "127.0.0.2"
 USER = "lifeboat-ssh"
 SUDOERS_PREFIX = "/etc/sudoers.d/lifeboat-test"
@@ -110,8 +111,9 @@ class Sshd:
             handle.write(_CONFIG.format(address=self.address, port=self.port, work=self.work))
         subprocess.run([SSHD, "-t", "-f", config], check=True, capture_output=True)
         with open(os.path.join(self.work, "sshd.log"), "ab") as log:
-            self.process = subprocess.Popen([SSHD, "-D", "-e", "-f", config], stdin=subprocess.DEVNULL,
-                                            stdout=log, stderr=log)
+            # Through measured.py: sshd started from this (big) process would count its size as sshd's peak.
+            self.process = subprocess.Popen([sys.executable, MEASURED, os.path.join(self.work, "peak"), SSHD, "-D",
+                                             "-e", "-f", config], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -120,22 +122,15 @@ class Sshd:
                 if probe.connect_ex((self.address, self.port)) == 0:
                     return True
             time.sleep(0.05)
+        for pid in _children(self.process.pid):
+            os.kill(pid, signal.SIGKILL)
         self.process.kill()
         self.process.wait()
         return False
 
     def _sessions(self):
-        """Pids of the processes sshd runs for open connections."""
-        found = []
-        for pid in os.listdir("/proc"):
-            try:
-                with open("/proc/%s/stat" % pid) as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent == self.process.pid:
-                found.append(int(pid))
-        return found
+        """Pids of the processes sshd (the child of measured.py) runs for open connections."""
+        return [pid for sshd in _children(self.process.pid) for pid in _children(sshd)]
 
     def log(self):
         try:
@@ -178,21 +173,33 @@ class Sshd:
             deadline = time.monotonic() + 15
             while self._sessions() and time.monotonic() < deadline:
                 time.sleep(0.1)
-            self.process.terminate()
-            deadline = time.monotonic() + 10
-            while True:
-                pid, _status, usage = os.wait4(self.process.pid, os.WNOHANG)
-                if pid:
-                    self.peak_rss = usage.ru_maxrss * 1024
-                    break
-                if time.monotonic() > deadline:
-                    self.process.kill()
-                    deadline = float("inf")
-                time.sleep(0.05)
+            self.process.terminate()  # measured.py passes it on to sshd
+            try:
+                self.process.wait(10)
+                with open(os.path.join(self.work, "peak")) as handle:
+                    self.peak_rss = int(handle.read())
+            except subprocess.TimeoutExpired:
+                for pid in _children(self.process.pid):
+                    os.kill(pid, signal.SIGKILL)
+                self.process.kill()
+                self.process.wait()
         self.process = None
         if self.work:
             shutil.rmtree(self.work, ignore_errors=True)
             self.work = None
+
+
+def _children(parent):
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % pid) as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent:
+            found.append(int(pid))
+    return found
 
 
 @pytest.fixture(scope="module")

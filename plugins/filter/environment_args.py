@@ -13,8 +13,8 @@ description:
   - Turns one entry of C(lifeboat_environments) (see the collection's docs/inventory.md) into the options every
     Lifeboat module takes, so roles and playbooks pass C(entry | lifeboat.backup.environment_args) and add their
     own options with C(combine).
-  - The entry's C(connection) options are flattened; C(app), C(health), C(retention), C(protected) and
-    C(structure_update) are left out (they are not module options of every module).
+  - The entry's C(connection) options are flattened; C(app), C(health), C(retention), C(protected),
+    C(structure_update) and C(restore_privilege) are left out (they are not module options of every module).
 options:
   _input:
     description: An entry of C(lifeboat_environments).

@@ -16,7 +16,12 @@ import os
 import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import sqlite
-from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, copy_owner_mode, fsync_dir
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
+    LifeboatError,
+    SetupError,
+    copy_owner_mode,
+    fsync_dir,
+)
 from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import PgTools, PostgresServer, derived_name
 
 STAGE_SUFFIX = ".lb_stage"
@@ -101,6 +106,8 @@ class SqliteEngine:
     name = "sqlite"
     # SQLite files are renamed one by one; the swap journal covers the gaps.
     atomic_swap = False
+    # Files that belong to a database file and carry its name plus a suffix.
+    companion_suffixes = sqlite.SIDECAR_SUFFIXES
 
     def __init__(self, params):
         self.params = params
@@ -185,17 +192,12 @@ class PostgresEngine:
     name = "postgresql"
     # All databases of an environment are renamed in one transaction.
     atomic_swap = True
+    companion_suffixes = ()
 
-    def __init__(self, params):
+    def __init__(self, params, tmp_dir=None):
         self.params = params
         self.server = PostgresServer(params)
-        self._tools = None
-
-    @property
-    def tools(self):
-        if self._tools is None:
-            self._tools = PgTools(self.server, self.params)
-        return self._tools
+        self.tools = PgTools(self.server, params, tmp_dir)
 
     def server_version(self):
         return self.server.server_version()[1]
@@ -241,6 +243,11 @@ class PostgresEngine:
             self.server.create_database(staging, owner=owner or self.params.get("login_user"))
 
     def stage(self, target, dump_path, staging, owner=None):
+        owner = owner or self.params.get("owner")
+        if not owner and not self.server.database_exists(target):
+            # login_user would own it, and the archive's SQL runs as the owner.
+            raise SetupError("database %s does not exist yet: set owner to the ordinary role (the application's "
+                                "own, not a superuser) that is to own it" % target)
         self.stage_empty(target, staging, owner)
         role = self.server.database_properties(staging)["owner"]
         self.tools.restore(dump_path, staging, role)
@@ -306,7 +313,8 @@ class PostgresEngine:
         self.server.close()
 
 
-def open_engine(params):
+def open_engine(params, tmp_dir=None):
+    """``tmp_dir``: a function returning the environment's private directory for temporary files."""
     if params["engine"] == "sqlite":
         return SqliteEngine(params)
-    return PostgresEngine(params)
+    return PostgresEngine(params, tmp_dir)

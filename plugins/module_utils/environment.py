@@ -37,6 +37,15 @@ def environment_argument_spec():
     return spec
 
 
+def private_tmp(params):
+    """A function returning the environment's private directory for passfiles and list files (created 0700 on
+    demand, emptied by the next run); None for parameters that name no environment. Never /tmp."""
+    if not params.get("environment"):
+        return None
+    catalog, name = Catalog(params["catalog"]), check_name(params["environment"], "environment")
+    return lambda: catalog.tmp_dir(name)
+
+
 def _linked_project_options():
     options = dict(name=dict(type="str", required=True), database=dict(type="str"), path=dict(type="path"),
                    migrations=dict(type="path"))
@@ -52,7 +61,8 @@ class Environment:
         self.params = params
         self.name = check_name(params["environment"], "environment")
         self.catalog = Catalog(params["catalog"])
-        self.engine = open_engine(params)
+        self.tmp_dir = private_tmp(params)
+        self.engine = open_engine(params, self.tmp_dir)
         target = params.get("path") if params["engine"] == "sqlite" else params.get("database")
         if not target:
             raise LifeboatError("option %s is required for engine %s"
@@ -82,7 +92,7 @@ class Environment:
             raise LifeboatError("linked project %s is on another PostgreSQL server than environment %s; all of an "
                                 "environment's databases must live on one server (they are swapped in one "
                                 "transaction)" % (name, self.name))
-        engine = open_engine(dict(self.params, **overrides)) if overrides else self.engine
+        engine = open_engine(dict(self.params, **overrides), self.tmp_dir) if overrides else self.engine
         engine.check_target(target)
         if target in self.targets.values():
             raise LifeboatError("database %s is named twice in environment %s" % (target, self.name))

@@ -19,6 +19,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.backup import entr
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import JOURNAL_NAME, STATE_NAME, Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
+    SetupError,
     check_name,
     remove_path,
     sha256_file,
@@ -198,7 +199,7 @@ def _restore_scratch(env, params, entry):
         if MAIN not in contents.databases:
             raise LifeboatError("archive %s holds no main database (db/db.backup)" % path)
         env.engine.stage(target, contents.databases[MAIN], scratch)
-    except _KEY_ERRORS:
+    except _KEY_ERRORS + (SetupError,):
         raise
     except LifeboatError as exc:
         return None, {"environment": env.name, "id": entry["id"], "reason": "cannot be restored: %s" % exc}

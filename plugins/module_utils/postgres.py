@@ -14,13 +14,15 @@ import glob
 import hashlib
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tempfile
 import time
 import traceback
 
-from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, remove_path
+from ansible_collections.lifeboat.backup.plugins.module_utils import process
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, SetupError, remove_path
 
 try:
     import psycopg
@@ -59,6 +61,15 @@ _DUMP_INFO_KEYS = {
     "Dumped from database version": "server_version",
     "Dumped by pg_dump version": "pg_dump_version",
 }
+# pg_restore logs in as a short-lived role named RESTORE_ROLE_PREFIX + a hash of the environment + random hex.
+RESTORE_ROLE_PREFIX = "lifeboat_restore_"
+# Members of these read or write the server's files or run programs on it: as good as a superuser.
+_SERVER_ACCESS_ROLES = ["pg_execute_server_program", "pg_read_server_files", "pg_write_server_files"]
+_TOC_ENTRY = re.compile(r"^\d+; \d+ \d+ (?P<entry>.*)$")
+_IDENT = r'(?:"(?:[^"]|"")+"|[^\s";]+)'
+_CREATE_EXTENSION = re.compile(r"^CREATE EXTENSION IF NOT EXISTS (?P<name>%s) WITH SCHEMA (?P<schema>%s);$"
+                               % (_IDENT, _IDENT), re.MULTILINE)
+_SUPERUSER_EXTENSION = re.compile(r'permission denied to create extension "([^"]+)"')
 _HINTS = {
     "42501": "; connect as a superuser, or as a role with CREATEDB that is a member of the owning role",
     "55006": "; end those sessions first (terminate_sessions)",
@@ -79,6 +90,28 @@ def connection_argument_spec():
         ca_cert=dict(type="path"),
         pg_bin_dir=dict(type="path"),
     )
+
+
+# For AnsibleModule(required_by=...) beside restore_argument_spec(): a password alone would be ignored.
+RESTORE_REQUIRED_BY = {"restore_password": "restore_user"}
+
+
+def restore_argument_spec():
+    """Options of the modules that restore (doc fragment restore_privilege): the owner of the restored database, the
+    login pg_restore uses, and the extensions login_user creates first."""
+    return dict(
+        owner=dict(type="str"),
+        restore_user=dict(type="str"),
+        restore_password=dict(type="str", no_log=True),
+        extensions=dict(type="list", elements="str", default=[]),
+    )
+
+
+def restore_role_prefix(environment, database):
+    """The names of an environment's short-lived restore roles start with this (the hash keeps it short). The
+    database counts too: two catalogs on one server may each have an environment of the same name."""
+    key = "%s\0%s" % (environment, database)
+    return "%s%s_" % (RESTORE_ROLE_PREFIX, hashlib.sha256(key.encode("utf-8")).hexdigest()[:8])
 
 
 def derived_name(base, suffix):
@@ -107,6 +140,13 @@ def _check_identifier(name, what):
         raise LifeboatError("%s name %r is longer than PostgreSQL's %d bytes; choose a shorter name"
                             % (what, name, MAX_IDENTIFIER_BYTES))
     return name
+
+
+def _unquote(identifier):
+    """An identifier as pg_dump writes it (quoted when needed), unquoted."""
+    if identifier.startswith('"'):
+        return identifier[1:-1].replace('""', '"')
+    return identifier
 
 
 def _split_list_setting(value):
@@ -166,6 +206,11 @@ def first_line(exc):
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+def _failure_detail(text):
+    """The server's reason in a libpq connection error."""
+    return text.split(" failed: ", 1)[-1].splitlines()[0].replace("FATAL:  ", "")
+
+
 class PostgresServer:
     """A PostgreSQL server reached with Lifeboat's connection options; DDL runs on ``login_db``."""
 
@@ -202,10 +247,17 @@ class PostgresServer:
         password = self._param("login_password")
         return text.replace(password, "********") if password else text
 
-    def connect(self, dbname=None):
-        """A new autocommit connection to ``dbname`` (default ``login_db``); the caller closes it."""
+    def connect(self, dbname=None, catalog_only=True):
+        """A new autocommit connection to ``dbname`` (default ``login_db``); the caller closes it.
+
+        With ``catalog_only`` the session looks names up in pg_catalog alone, whatever the database's settings say:
+        a restored database's owner could otherwise slip in an operator or function that our queries then run
+        with login_user's privileges (say an ``=`` on exactly the types we compare).
+        """
         dbname = dbname or self._param("login_db", "postgres")
         kwargs = dict(_libpq_params(self.params), dbname=dbname, autocommit=True)
+        if catalog_only:
+            kwargs["options"] = (os.environ.get("PGOPTIONS", "") + " -c search_path=pg_catalog").strip()
         if self._param("login_password"):
             kwargs["password"] = self.params["login_password"]
         try:
@@ -215,7 +267,7 @@ class PostgresServer:
 
     def _connect_error(self, exc, dbname):
         text = self._scrub(str(exc))
-        detail = text.split(" failed: ", 1)[-1].splitlines()[0].replace("FATAL:  ", "")
+        detail = _failure_detail(text)
         where = self._where()
         if 'database "%s" does not exist' % dbname in text:
             return "database %s does not exist on the PostgreSQL server at %s; check login_db" % (dbname, where)
@@ -275,6 +327,78 @@ class PostgresServer:
 
     def role_exists(self, name):
         return bool(self._rows("SELECT 1 FROM pg_roles WHERE rolname = %s", [name]))
+
+    def is_member(self, role, group):
+        """Whether ``role`` is ``group`` or a member of it (so it can SET ROLE to it)."""
+        return self._rows("SELECT pg_has_role(%s, %s, 'MEMBER')", [role, group],
+                          "checking whether role %s is a member of %s" % (role, group))[0][0]
+
+    def superuser_powers(self, role):
+        """What lets SQL run as ``role`` act as a superuser: being or becoming one, membership in a role that reads
+        or writes the server's files or runs its programs, or (before PostgreSQL 16) CREATEROLE, which can grant
+        itself those. Empty for an ordinary role."""
+        action = "checking the privileges of role %s" % role
+        if self._rows("SELECT rolsuper FROM pg_roles WHERE rolname = %s", [role], action)[0][0]:
+            return ["a superuser"]
+        rows = self._rows(
+            "SELECT r.rolname, r.rolsuper FROM pg_roles r WHERE pg_has_role(%s, r.oid, 'MEMBER')"
+            " AND (r.rolsuper OR r.rolname = ANY(%s) OR (r.rolcreaterole AND %s)) ORDER BY r.rolname",
+            [role, _SERVER_ACCESS_ROLES, self.server_version()[0] < 16], action)
+        powers = []
+        for name, superuser in rows:
+            via = "" if name == role else " through its membership in role %s" % name
+            if name in _SERVER_ACCESS_ROLES:
+                powers.append("a member of " + name)
+            else:
+                powers.append(("a superuser" if superuser else "CREATEROLE") + via)
+        return powers
+
+    def roles_like(self, prefix):
+        return [row[0] for row in self._rows("SELECT rolname FROM pg_roles WHERE rolname LIKE %s ORDER BY 1",
+                                             [like_escape(prefix) + "%"])]
+
+    def create_login_role(self, name, password, member_of):
+        """A login role without any power of its own, member of ``member_of``. Only a hash of the password is sent
+        (the server may log the statement)."""
+        action = "creating the restore role %s" % _check_identifier(name, "role")
+        with self.sql_errors(action):
+            verifier = self._db().pgconn.encrypt_password(password.encode(), name.encode()).decode()
+        self._execute([
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT"
+                    " PASSWORD {}").format(sql.Identifier(name), sql.Literal(verifier)),
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), sql.Identifier(name)),
+        ], action, transaction=True)
+
+    def drop_role(self, name, reassign_to=None):
+        """Drop role ``name`` with its privileges and, in every database, what it owns: given to ``reassign_to``
+        first if set, else dropped."""
+        action = "dropping role %s" % name
+        role = sql.Identifier(name)
+        statements = [sql.SQL("DROP OWNED BY {}").format(role)]
+        if reassign_to:
+            statements.insert(0, sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, sql.Identifier(reassign_to)))
+        databases = self._rows(
+            "SELECT DISTINCT d.datname FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid"
+            " WHERE s.refclassid = 'pg_authid'::regclass"
+            " AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = %s)", [name], action)
+        for (dbname,) in databases:
+            with self.connect(dbname) as conn, self.sql_errors("%s (in database %s)" % (action, dbname)):
+                for statement in statements:
+                    conn.execute(statement)
+        # DROP OWNED here also revokes its privileges on shared objects (databases, tablespaces).
+        self._execute(statements + [sql.SQL("DROP ROLE {}").format(role)], action)
+
+    def available_extensions(self):
+        return {row[0] for row in self._rows("SELECT name FROM pg_available_extensions")}
+
+    def create_extensions(self, dbname, extensions, owner):
+        """Create ``[(name, schema), ...]`` in ``dbname``; a missing schema is created owned by ``owner``."""
+        with self.connect(dbname) as conn, self.sql_errors("creating extensions in database %s" % dbname):
+            for name, schema in extensions:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {}").format(
+                    sql.Identifier(schema), sql.Identifier(owner)))
+                conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
+                    sql.Identifier(name), sql.Identifier(schema)))
 
     def list_databases(self, like_pattern=None):
         """Names of the non-template databases, optionally matching a LIKE pattern (see ``like_escape``)."""
@@ -448,11 +572,32 @@ class PostgresServer:
 def _tool_version(path):
     """``(version, major)`` from ``path --version``, or None when it does not run."""
     try:
-        output = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
+        output = process.run([path, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = _TOOL_VERSION.search(output)
     return (match.group(1), int(match.group(2))) if match else None
+
+
+def _toc_object(line, kind, object_kind=None):
+    """The name in a ``pg_restore --list`` line for an object of ``kind`` without a schema (an EXTENSION, a
+    SCHEMA, or with ``object_kind`` a COMMENT on one), else None."""
+    entry = _TOC_ENTRY.match(line)
+    prefix = "%s - %s" % (kind, object_kind + " " if object_kind else "")
+    if not entry or not entry.group("entry").startswith(prefix):
+        return None
+    # The owner, if any, follows the name (extensions have none).
+    rest = entry.group("entry")[len(prefix):]
+    return rest.rsplit(" ", 1)[0] if " " in rest else rest
+
+
+def _extension_hint(message):
+    """What to do when pg_restore met an extension that only a superuser may create."""
+    match = _SUPERUSER_EXTENSION.search(message)
+    if not match:
+        return ""
+    return ("\nextension %s can only be created by a superuser: if you trust it, list it in the extensions option, "
+            "and login_user creates it before the restore" % match.group(1))
 
 
 def _major(version):
@@ -461,7 +606,10 @@ def _major(version):
 
 
 class PgTools:
-    """``pg_dump`` and ``pg_restore`` for a server: the password reaches them only through a 0600 passfile."""
+    """``pg_dump`` and ``pg_restore`` for a server: passwords reach them only through 0600 passfiles.
+
+    ``tmp_dir`` is a function returning the environment's private directory for passfiles and list files.
+    """
 
     def __init__(self, server, params, tmp_dir=None):
         self.server = server
@@ -517,42 +665,70 @@ class PgTools:
         # Built on the inherited environment so that pg_dump sees what psycopg's libpq sees (PGSSLCERT, ...).
         env = dict(os.environ)
         env.pop("PGDATABASE", None)
-        if self.params.get("login_password"):
-            # An inherited PGPASSWORD would win over our passfile.
-            env.pop("PGPASSWORD", None)
         for keyword, value in _libpq_params(self.params).items():
             env[_LIBPQ_ENV[keyword]] = str(value)
         return env
 
+    def _private_file(self, prefix, text):
+        """A 0600 file holding ``text`` in the private directory; the caller removes it."""
+        if self.tmp_dir is None:
+            raise LifeboatError("internal error: no private directory for %s files (they never go to /tmp)" % prefix)
+        fd, path = tempfile.mkstemp(prefix=prefix, dir=self.tmp_dir())
+        # mkstemp creates the file 0600, which libpq requires of a passfile.
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return path
+
     @contextlib.contextmanager
-    def passfile(self, env, connects):
-        password = self.params.get("login_password")
-        if not password or not connects:
+    def credentials(self, env, user=None, password=None):
+        """``env`` for a child that logs in as ``user`` with ``password`` (default: login_user and login_password).
+
+        The password goes into a passfile; one a passfile cannot hold (a line break) into the child's PGPASSWORD
+        instead, which only the child and root can read. Never into argv.
+        """
+        env = dict(env)
+        if user is None:
+            password = self.params.get("login_password")
+        else:
+            env["PGUSER"] = user
+        if not password:
             yield env
             return
-        fd, path = tempfile.mkstemp(prefix="lifeboat-pgpass-", dir=self.tmp_dir)
+        # An inherited PGPASSWORD would win over our passfile.
+        env.pop("PGPASSWORD", None)
+        if "\n" in password or "\r" in password:
+            yield dict(env, PGPASSWORD=password)
+            return
+        path = self._private_file("lifeboat-pgpass-", "*:*:*:*:%s\n" % re.sub(r"([\\:])", r"\\\1", password))
         try:
-            # mkstemp creates the file 0600, which libpq requires.
-            with os.fdopen(fd, "w") as handle:
-                handle.write("*:*:*:*:%s\n" % re.sub(r"([\\:])", r"\\\1", password))
             yield dict(env, PGPASSFILE=path)
         finally:
             remove_path(path)
 
-    def _run(self, name, args, action, stdout=subprocess.DEVNULL, env_extra=None, connects=True):
+    @contextlib.contextmanager
+    def list_file(self, lines):
+        """A pg_restore ``--use-list`` file holding ``lines``."""
+        path = self._private_file("lifeboat-toc-", "".join(line + "\n" for line in lines))
+        try:
+            yield path
+        finally:
+            remove_path(path)
+
+    def _run(self, name, args, action, stdout=subprocess.DEVNULL, env_extra=None, connects=True, user=None,
+             password=None):
         path = self.tool(name)[0]
-        with self.passfile(dict(self.child_env(), **(env_extra or {})), connects) as env:
+        env = dict(self.child_env(), **(env_extra or {}))
+        with self.credentials(env, user, password) if connects else contextlib.nullcontext(env) as env:
             try:
-                done = subprocess.run([path] + args, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
-                                      stderr=subprocess.PIPE, check=False)
+                done = process.run([path] + args, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
+                                   stderr=subprocess.PIPE, check=False)
             except OSError as exc:
                 raise LifeboatError("cannot run %s (%s) %s: %s" % (name, path, action, exc)) from None
         if done.returncode != 0:
-            stderr = done.stderr.decode("utf-8", errors="replace").strip().splitlines()[-STDERR_LINES:]
-            password = self.params.get("login_password")
-            tail = "\n".join(stderr)
-            raise LifeboatError("%s failed %s (exit %d):\n%s" % (
-                name, action, done.returncode, tail.replace(password, "********") if password else tail))
+            tail = "\n".join(done.stderr.decode("utf-8", errors="replace").strip().splitlines()[-STDERR_LINES:])
+            for secret in (self.params.get("login_password"), password):
+                tail = tail.replace(secret, "********") if secret else tail
+            raise LifeboatError("%s failed %s (exit %d):\n%s" % (name, action, done.returncode, tail))
         return done
 
     def dump(self, dbname, dest_path, lock_wait_timeout="60s"):
@@ -578,15 +754,19 @@ class PgTools:
             "server_version": self.server.server_version()[1],
         }
 
-    def dump_info(self, path):
-        """The header of a custom-format dump (``pg_restore -l``): versions, format, number of tables."""
+    def toc(self, path):
+        """The table of contents of a custom-format dump (``pg_restore --list``), as lines."""
         if not os.path.isfile(path):
             raise LifeboatError("dump file %s does not exist" % path)
         done = self._run("pg_restore", ["--list", path], "reading dump %s" % path, stdout=subprocess.PIPE,
                          connects=False)
+        return done.stdout.decode("utf-8", errors="replace").splitlines()
+
+    def dump_info(self, path, toc=None):
+        """The header of a custom-format dump (``pg_restore -l``): versions, format, number of tables."""
         info = {"created_at": None, "tables": 0}
         info.update(dict.fromkeys(_DUMP_INFO_KEYS.values()))
-        for line in done.stdout.decode("utf-8", errors="replace").splitlines():
+        for line in self.toc(path) if toc is None else toc:
             header = _DUMP_HEADER.match(line)
             if header and header.group("created"):
                 info["created_at"] = header.group("created").strip()
@@ -601,8 +781,14 @@ class PgTools:
         return info
 
     def restore(self, dump_path, dbname, role):
-        """Restore a dump into the (new, empty) database ``dbname``; every object is created by ``role``."""
-        info = self.dump_info(dump_path)
+        """Restore a dump into the (new, empty) database ``dbname``; every object is created by ``role``.
+
+        No SQL of the dump runs with more privilege than ``role``: pg_restore logs in as restore_user or as a
+        short-lived member of ``role``, never as login_user. Extensions allowed by the ``extensions`` option are
+        created by login_user beforehand, and pg_restore skips them.
+        """
+        toc = self.toc(dump_path)
+        info = self.dump_info(dump_path, toc)
         restore_path, restore_version = self.tool("pg_restore")
         if info["pg_dump_major"] and _major(restore_version) < info["pg_dump_major"]:
             raise LifeboatError(
@@ -610,17 +796,109 @@ class PgTools:
                 "postgresql-client-%d or newer, or point pg_bin_dir at it"
                 % (restore_version, restore_path, info["pg_dump_version"], dump_path, info["pg_dump_major"])
             )
-        if not self.server.role_exists(role):
-            raise LifeboatError("role %s does not exist on the PostgreSQL server; it must own the restored objects "
-                                "of database %s" % (role, dbname))
+        self._check_owner(role, dbname)
+        skipped = self._create_extensions(dump_path, toc, dbname, role)
         # A database-level default_transaction_read_only would make every statement of the restore fail.
         options = (os.environ.get("PGOPTIONS", "") + " -c default_transaction_read_only=off").strip()
+        args = ["--exit-on-error", "--no-owner", "--no-privileges", "--no-password", "--role=%s" % role,
+                "--dbname=%s" % make_conninfo(dbname=dbname), dump_path]
         started = time.monotonic()
-        self._run("pg_restore", [
-            "--exit-on-error", "--no-owner", "--no-privileges", "--no-password", "--role=%s" % role,
-            "--dbname=%s" % make_conninfo(dbname=dbname), dump_path,
-        ], "restoring %s into database %s" % (dump_path, dbname), env_extra={"PGOPTIONS": options})
+        # Without skipped entries pg_restore needs no list file.
+        use_list = self.list_file(";" + line if line in skipped else line for line in toc) if skipped else None
+        with self._restore_login(dbname, role) as (user, password), use_list or contextlib.nullcontext() as path:
+            try:
+                self._run("pg_restore", args + ["--use-list=%s" % path] if path else args,
+                          "restoring %s into database %s" % (dump_path, dbname), env_extra={"PGOPTIONS": options},
+                          user=user, password=password)
+            except LifeboatError as exc:
+                raise LifeboatError(str(exc) + _extension_hint(str(exc))) from None
         return dict(info, seconds=round(time.monotonic() - started, 3), pg_restore_version=restore_version)
+
+    def _check_owner(self, role, dbname):
+        if not self.server.role_exists(role):
+            raise SetupError("role %s does not exist on the PostgreSQL server; it must own the restored objects "
+                             "of database %s" % (role, dbname))
+        powers = self.server.superuser_powers(role)
+        if powers:
+            raise SetupError(
+                "the restored database %s would be owned by role %s, which is %s; the archive's SQL runs with the "
+                "owner's privileges, so it could act as a superuser (run programs, read or write the server's "
+                "files). Set owner to an ordinary role (the application's own)" % (dbname, role, ", ".join(powers)))
+
+    @contextlib.contextmanager
+    def _restore_login(self, dbname, owner):
+        """``(user, password)`` for pg_restore: restore_user, or a new role that is a member of ``owner`` and
+        nothing more, dropped afterwards (or, if this process is killed, by the next restore of the environment:
+        callers hold the environment's lock)."""
+        prefix = restore_role_prefix(self.params["environment"], self.params.get("database"))
+        for leftover in self.server.roles_like(prefix):
+            self.server.drop_role(leftover)
+        if self.params.get("restore_user"):
+            self._check_restore_user(self.params["restore_user"], owner)
+            yield self.params["restore_user"], self.params.get("restore_password")
+            return
+        name, password = prefix + secrets.token_hex(4), secrets.token_urlsafe(32)
+        self.server.create_login_role(name, password, owner)
+        try:
+            self._probe_login(dbname, name, password, owner)
+            yield name, password
+        except BaseException:
+            # The first error is the one to report; the next run drops a role this one could not.
+            with contextlib.suppress(LifeboatError):
+                self.server.drop_role(name, reassign_to=owner)
+            raise
+        # What the archive made after RESET ROLE belongs to the owner, as the rest.
+        self.server.drop_role(name, reassign_to=owner)
+
+    def _check_restore_user(self, user, owner):
+        if not self.server.role_exists(user):
+            raise SetupError("restore_user %s does not exist on the PostgreSQL server" % user)
+        powers = self.server.superuser_powers(user)
+        if powers:
+            raise SetupError("restore_user %s is %s, so the archive's SQL could act as a superuser; set "
+                                "restore_user to the login of the owner %s, or leave it unset" % (
+                                    user, ", ".join(powers), owner))
+        if not self.server.is_member(user, owner):
+            raise SetupError("restore_user %s cannot create objects as role %s, which owns the restored "
+                                "database: use that role's login, or GRANT %s TO %s" % (user, owner, owner, user))
+
+    def _probe_login(self, dbname, user, password, owner):
+        """Fail before pg_restore, with how to fix it, where the server does not let the restore role log in."""
+        try:
+            psycopg.connect(**dict(_libpq_params(self.params), user=user, password=password, dbname=dbname)).close()
+        except psycopg.Error as exc:
+            if self.params.get("login_host"):
+                line = "host all +%s <address of this node> scram-sha-256" % owner
+            else:
+                line = "local all +%s scram-sha-256" % owner
+            raise SetupError(
+                "pg_restore runs as a short-lived role that is not a superuser (%s, a member of %s) so that the "
+                "archive's SQL cannot act as one, but the PostgreSQL server at %s does not let it log in (%s). "
+                "Allow password logins for the members of role %s in pg_hba.conf, before the lines that would refuse "
+                "them, e.g. '%s', and reload the server; or set restore_user and restore_password to a login of "
+                "role %s" % (user, owner, self.server._where(), _failure_detail(str(exc)), owner, line, owner)
+            ) from None
+
+    def _create_extensions(self, dump_path, toc, dbname, owner):
+        """As login_user, create the dump's extensions that the ``extensions`` option allows and the server has;
+        returns the TOC lines pg_restore must then skip (those extensions, their comments, and the schemas made
+        for them)."""
+        allowed = set(self.params.get("extensions") or []) & self.server.available_extensions()
+        wanted = [line for line in toc if _toc_object(line, "EXTENSION") in allowed]
+        if not wanted:
+            return set()
+        with self.list_file(wanted) as path:
+            script = self._run("pg_restore", ["--use-list=%s" % path, "--file=-", dump_path],
+                               "reading the extensions of dump %s" % dump_path, stdout=subprocess.PIPE,
+                               connects=False).stdout.decode("utf-8", errors="replace")
+        # Only the names are taken from the dump, never its SQL.
+        extensions = [(_unquote(m.group("name")), _unquote(m.group("schema")))
+                      for m in _CREATE_EXTENSION.finditer(script) if _unquote(m.group("name")) in allowed]
+        self.server.create_extensions(dbname, extensions, owner)
+        names = {name for name, _schema in extensions}
+        schemas = {schema for _name, schema in extensions}
+        return {line for line in toc if _toc_object(line, "EXTENSION") in names
+                or _toc_object(line, "COMMENT", "EXTENSION") in names or _toc_object(line, "SCHEMA") in schemas}
 
     def check_database(self, dbname):
         """A cheap look at a restored database: it accepts connections; its tables, owners and size."""
@@ -635,3 +913,10 @@ class PgTools:
             ).fetchone()
         return {"database": dbname, "tables": tables, "table_owners": sorted(owners),
                 "size": self.server.database_size(dbname)}
+
+    def read_through(self, path):
+        """Read a custom-format dump to its end and restore nothing: its table of contents (``--list``), then
+        every data block into a script sent to /dev/null. A truncated or damaged dump fails here, not halfway
+        through a restore (its header and table of contents alone can be intact)."""
+        self.dump_info(path)
+        self._run("pg_restore", ["--file=/dev/null", path], "reading dump %s to its end" % path, connects=False)

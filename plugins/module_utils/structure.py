@@ -23,14 +23,14 @@ import time
 from typing import NamedTuple
 from urllib.parse import quote, urlencode
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import sqlite
+from ansible_collections.lifeboat.backup.plugins.module_utils import process, sqlite
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     isoformat,
     utcnow,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines import SqliteEngine
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment, private_tmp
 from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import (
     HAS_PSYCOPG,
     STDERR_LINES,
@@ -315,12 +315,16 @@ class _Postgres:
         if not self.server.database_exists(self.dbname):
             raise LifeboatError("database %s does not exist on the PostgreSQL server; nothing to update (check the "
                                 "database name)" % self.dbname)
-        self.conn = self.server.connect(self.dbname)
+        # Migrations run in this session as the owner, with the database's own search_path; a read-only look
+        # stays login_user, so it sees pg_catalog alone.
+        self.conn = self.server.connect(self.dbname, catalog_only=read_only)
         if read_only:
             return
         with self.server.sql_errors("reading the owner of database %s" % self.dbname):
             owner = self.conn.execute(
-                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()").fetchone()[0]
+                # Qualified: this runs as login_user, before SET ROLE, under the database's search_path.
+                "SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database"
+                " WHERE datname OPERATOR(pg_catalog.=) pg_catalog.current_database()").fetchone()[0]
         self.role = self.requested_role or owner
         if not self.server.role_exists(self.role):
             raise LifeboatError("role %s does not exist on the PostgreSQL server; check option role" % self.role)
@@ -410,17 +414,15 @@ class _Postgres:
 
     @contextlib.contextmanager
     def command_env(self):
-        """The updater's environment: libpq variables and a private 0600 passfile, no password anywhere else."""
-        tools = PgTools(self.server, self.params)
+        """The updater's environment: libpq variables and the password as ``PgTools.credentials`` hands it to a
+        child (a 0600 passfile in the environment's private directory), nowhere else."""
+        tools = PgTools(self.server, self.params, private_tmp(self.params))
         env = tools.child_env()
-        if self.params.get("login_password"):
-            # An inherited PGPASSWORD would win over the passfile.
-            env.pop("PGPASSWORD", None)
         options = (env.get("PGOPTIONS", "") + " -c role=" + pg_option_value(self.role)).strip()
         env.update(PGDATABASE=self.dbname, PGOPTIONS=options, LIFEBOAT_ENGINE="postgresql",
                    LIFEBOAT_DATABASE=self.dbname, LIFEBOAT_ROLE=self.role,
                    DATABASE_URL=pg_database_url(self.params, self.dbname))
-        with tools.passfile(env, True) as env:
+        with tools.credentials(env) as env:
             yield env
 
 
@@ -646,8 +648,8 @@ def _command(database, argv, chdir, password, check_mode):
     with database.lock(), database.command_env() as env:
         started = time.monotonic()
         try:
-            done = subprocess.run(argv, env=env, cwd=chdir, stdin=subprocess.DEVNULL, capture_output=True,
-                                  check=False)
+            done = process.run(argv, env=env, cwd=chdir, stdin=subprocess.DEVNULL, capture_output=True,
+                               check=False)
         except OSError as exc:
             raise LifeboatError("cannot run command %s on %s: %s" % (argv[0], database.label, exc.strerror or exc))
         seconds = round(time.monotonic() - started, 3)

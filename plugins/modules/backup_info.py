@@ -28,6 +28,7 @@ extends_documentation_fragment:
   - lifeboat.backup.environment
   - lifeboat.backup.connection
   - lifeboat.backup.encryption
+  - lifeboat.backup.restore_privilege
 options:
   environment:
     description:
@@ -225,11 +226,13 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.listing import VERIFY_CHOICES, info
+from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import RESTORE_REQUIRED_BY, restore_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 
 
 def main():
     argument_spec = environment_argument_spec()
+    argument_spec.update(restore_argument_spec())
     argument_spec.update(
         environment=dict(type="str"),
         encryption=encryption_argument_spec(),
@@ -238,6 +241,7 @@ def main():
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
+        required_by=RESTORE_REQUIRED_BY,
         required_if=[("verify", "restore", ("environment",))],
         supports_check_mode=True,
     )

@@ -28,6 +28,7 @@ extends_documentation_fragment:
   - lifeboat.backup.environment
   - lifeboat.backup.connection
   - lifeboat.backup.encryption
+  - lifeboat.backup.restore_privilege
 options:
   backup:
     description:
@@ -41,11 +42,6 @@ options:
         M(lifeboat.backup.backup_create) names them with O(lifeboat.backup.backup_create#module:layout=per_project)
         (C(backup.bck) -> C(backup.<name>.bck)).
     type: path
-  owner:
-    description:
-      - Role that owns the restored PostgreSQL database. By default the owner of the database it replaces,
-        or O(login_user) for a new database.
-    type: str
   keep_previous:
     description:
       - How many previous copies of the environment's data to keep. C(0) drops the replaced data once the
@@ -61,6 +57,13 @@ options:
   force:
     description:
       - Restore even when the environment already runs on this backup.
+    type: bool
+    default: false
+  keep_unsafe_modes:
+    description:
+      - Restore the file store's files and directories with the modes the archive gives them. By default they
+        lose group and other write permission and the setuid, setgid and sticky bits, which an archive from
+        elsewhere could use to open the file store to every user of the node.
     type: bool
     default: false
   structure_update:
@@ -191,6 +194,7 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
+from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import RESTORE_REQUIRED_BY, restore_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.restore import restore
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 from ansible_collections.lifeboat.backup.plugins.module_utils.structure import UPDATE_CONSTRAINTS, update_options
@@ -198,19 +202,21 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.structure import U
 
 def main():
     argument_spec = environment_argument_spec()
+    argument_spec.update(restore_argument_spec())
     argument_spec.update(
         encryption=encryption_argument_spec(),
         backup=dict(type="str"),
         src=dict(type="path"),
-        owner=dict(type="str"),
         keep_previous=dict(type="int", default=1),
         terminate_sessions=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
+        keep_unsafe_modes=dict(type="bool", default=False),
         rollback=dict(type="bool", default=False),
         structure_update=dict(type="dict", options=update_options(), **UPDATE_CONSTRAINTS),
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
+        required_by=RESTORE_REQUIRED_BY,
         required_if=REQUIRED_IF,
         mutually_exclusive=[("backup", "src", "rollback")],
         supports_check_mode=True,

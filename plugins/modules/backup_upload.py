@@ -23,6 +23,10 @@ description:
     in full when a key is given.
   - A damaged, truncated or unsafe archive is rejected with a message saying why. Nothing is then registered
     or restored and the temporary files are removed.
+  - A bare dump must read to its end with the C(pg_restore) chosen for the environment's PostgreSQL server,
+    which must then be reachable even without O(restore); it is refused for an environment with O(engine=sqlite).
+  - Of a Lifeboat manifest only the keys the format defines are kept, each checked; a manifest that gives one
+    of them a value of the wrong type or size is refused.
   - A foreign archive (Mendix snapshot, bare dump) is kept byte for byte. Its catalog entry records what a
     Lifeboat manifest would (engine when known, databases and their sizes and checksums, file store size),
     plus its C(kind) and the name it had on the controller.
@@ -38,6 +42,7 @@ extends_documentation_fragment:
   - lifeboat.backup.environment
   - lifeboat.backup.connection
   - lifeboat.backup.encryption
+  - lifeboat.backup.restore_privilege
 options:
   _sha256:
     description:
@@ -68,14 +73,10 @@ options:
   restore:
     description:
       - Restore the backup into the environment once it is registered (O(database) or O(path) is then
-        required). Without it, only the catalog changes and the database options are not used.
+        required). Without it, only the catalog changes; the database options are then used only to read a
+        bare dump through.
     type: bool
     default: false
-  owner:
-    description:
-      - With O(restore=true), the role that owns the restored PostgreSQL database; see
-        M(lifeboat.backup.backup_restore).
-    type: str
   keep_previous:
     description:
       - With O(restore=true), how many previous copies of the environment's data to keep.
@@ -118,7 +119,7 @@ notes:
   - Supports C(check_mode) and C(--diff).
   - With C(become), the file is sent as the connection user into its remote temporary directory and taken
     into the catalog by the become user.
-  - A bare dump and an archive uploaded without its key can only be checked that far, see RV(verification).
+  - An archive uploaded without its key can only be checked that far, see RV(verification).
 seealso:
   - module: lifeboat.backup.backup_download
   - module: lifeboat.backup.backup_restore
@@ -221,9 +222,9 @@ verification:
   description:
     - How far the archive was checked before it was registered, beyond its SHA-256.
     - V(checksums), every member matched the manifest, or an encrypted dump authenticated in full.
-    - V(structure), a Mendix snapshot read completely (tar and gzip intact), which has no checksums.
-    - V(header), only the header could be checked (a bare dump, or an encrypted archive uploaded without its
-      key).
+    - V(structure), read completely without checksums to compare, a Mendix snapshot (tar and gzip intact), or
+      a bare dump that the environment's C(pg_restore) read to its end.
+    - V(header), only the header could be checked (an encrypted archive uploaded without its key).
     - Null when nothing new was registered.
   returned: always
   type: str
@@ -263,19 +264,20 @@ previous:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
+from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import RESTORE_REQUIRED_BY, restore_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 from ansible_collections.lifeboat.backup.plugins.module_utils.transfer import upload
 
 
 def main():
     argument_spec = environment_argument_spec()
+    argument_spec.update(restore_argument_spec())
     argument_spec.update(
         encryption=encryption_argument_spec(),
         src=dict(type="str", required=True),
         label=dict(type="str"),
         comment=dict(type="str"),
         restore=dict(type="bool", default=False),
-        owner=dict(type="str"),
         keep_previous=dict(type="int", default=1),
         terminate_sessions=dict(type="bool", default=False),
         force=dict(type="bool", default=False),
@@ -286,6 +288,7 @@ def main():
     )
     module = AnsibleModule(
         argument_spec=argument_spec,
+        required_by=RESTORE_REQUIRED_BY,
         # The database is only needed to restore; which one the engine needs is checked when it is opened.
         required_if=[("restore", True, ("database", "path"), True)],
         supports_check_mode=True,

@@ -26,13 +26,14 @@ def die():
 
 
 def kill_during_pg_restore():
-    """pg_restore is running (started, not finished) when the module dies; the orphan keeps going."""
+    """pg_restore is running (started, not finished) when the module dies; it dies with the module."""
     original = subprocess.run
 
     def run(argv, *args, **kwargs):
-        if argv[0].endswith("pg_restore") and "--list" not in argv:
+        # The restore itself: not --version or --list, which connect nowhere.
+        if argv[0].endswith("pg_restore") and any(arg.startswith("--dbname=") for arg in argv):
             child = subprocess.Popen(argv, env=kwargs.get("env"), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, preexec_fn=kwargs.get("preexec_fn"))
             time.sleep(0.2)
             if child.poll() is None:
                 die()

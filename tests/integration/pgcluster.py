@@ -86,8 +86,11 @@ class PgCluster:
     host = "127.0.0.1"
     superuser = "postgres"
 
-    def __init__(self, bin_dir=None):
+    def __init__(self, bin_dir=None, hba=_HBA, ident=""):
+        """``hba`` and ``ident``: the pg_hba.conf and pg_ident.conf to run with (default: trust on the socket,
+        scram over TCP)."""
         self.bin_dir = bin_dir or find_bin_dir()
+        self.hba, self.ident = hba, ident
         version = subprocess.run([self._bin("pg_ctl"), "--version"], capture_output=True, text=True, check=True).stdout
         self.major = int(_VERSION.search(version).group(1))
         self.password = "pw-" + secrets.token_urlsafe(12)
@@ -140,7 +143,8 @@ class PgCluster:
                 "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync",
             ])
             os.unlink(pwfile)
-            self._write(os.path.join(self.data_dir, "pg_hba.conf"), _HBA)
+            self._write(os.path.join(self.data_dir, "pg_hba.conf"), self.hba)
+            self._write(os.path.join(self.data_dir, "pg_ident.conf"), self.ident)
             self._start_server()
         except BaseException:
             self.stop()

@@ -35,8 +35,11 @@ def fleet(pg_cluster_factory, tmp_path_factory):
     try:
         hosts = {}
         for (name, rows), cluster in zip(ROWS.items(), pg_cluster_factory(len(ROWS))):
-            cluster.psql("CREATE DATABASE shop")
+            # An ordinary owner: a restore refuses to run an archive's SQL as a superuser.
+            cluster.psql("CREATE ROLE shop NOLOGIN")
+            cluster.psql("CREATE DATABASE shop OWNER shop")
             with cluster.connect("shop") as conn:
+                conn.execute("SET ROLE shop")
                 conn.execute("CREATE TABLE items (id serial PRIMARY KEY, name text)")
                 conn.execute("INSERT INTO items (name) SELECT 'item ' || i FROM generate_series(1, %s) i", [rows])
             files = root / name / "files"

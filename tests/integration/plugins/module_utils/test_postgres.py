@@ -68,6 +68,11 @@ def wrapper_dir(tmp_path, bin_dir, fake_versions=None):
     return str(directory), log
 
 
+def new_tools(server, params, tmp_path):
+    """PgTools as an environment's engine has them: passfiles and list files in a private directory."""
+    return PgTools(server, dict(params, environment="lb_tools"), tmp_dir=lambda: str(tmp_path))
+
+
 def table_counts(cluster, db):
     return cluster.psql(
         "SELECT (SELECT count(*) FROM items), (SELECT count(*) FROM notes), (SELECT sum(qty) FROM items)", db=db)[0]
@@ -305,7 +310,7 @@ def test_dump_and_restore_round_trip(pg_cluster, server, roles, tmp_path, read_o
     )
     if read_only_target:
         pg_cluster.psql("ALTER DATABASE %s SET default_transaction_read_only = on" % source)
-    tools = PgTools(server, pg_cluster.conn_params(), tmp_dir=str(tmp_path))
+    tools = new_tools(server, pg_cluster.conn_params(), tmp_path)
     dump = str(tmp_path / "src.dump")
 
     dumped = tools.dump(source, dump)
@@ -333,7 +338,7 @@ def test_dump_and_restore_round_trip(pg_cluster, server, roles, tmp_path, read_o
 
 @pytest.mark.parametrize("case", ["missing-database", "bad-timeout"])
 def test_dump_failures(pg_cluster, server, tmp_path, case):
-    tools = PgTools(server, pg_cluster.conn_params())
+    tools = new_tools(server, pg_cluster.conn_params(), tmp_path)
     dest = tmp_path / "out.dump"
     if case == "missing-database":
         with pytest.raises(LifeboatError, match=r'pg_dump failed dumping database lb_nodb .*\n.*"lb_nodb" does not'):
@@ -349,11 +354,11 @@ def test_restore_refuses_what_is_not_a_custom_dump(pg_cluster, server, roles, tm
     bad = tmp_path / "bad.dump"
     bad.write_bytes(content)
     with pytest.raises(LifeboatError, match="pg_restore failed reading dump"):
-        PgTools(server, pg_cluster.conn_params()).restore(str(bad), "postgres", roles["owner"])
+        new_tools(server, pg_cluster.conn_params(), tmp_path).restore(str(bad), "postgres", roles["owner"])
 
 
 def test_restore_refuses_missing_role(pg_cluster, server, tmp_path):
-    tools = PgTools(server, pg_cluster.conn_params())
+    tools = new_tools(server, pg_cluster.conn_params(), tmp_path)
     dump = str(tmp_path / "postgres.dump")
     tools.dump("postgres", dump)
     with pytest.raises(LifeboatError, match="role lb_norole does not exist"):
@@ -370,7 +375,7 @@ def test_wrong_password_over_tcp(pg_cluster, server, tmp_path, password):
     assert password not in message
     # pg_dump gets the same password through its passfile and fails the same way.
     with pytest.raises(LifeboatError) as caught:
-        PgTools(server, params).dump("postgres", str(tmp_path / "x.dump"))
+        new_tools(server, params, tmp_path).dump("postgres", str(tmp_path / "x.dump"))
     assert "password authentication failed" in str(caught.value) and password not in str(caught.value)
 
 
@@ -379,7 +384,7 @@ def test_password_with_special_characters_reaches_pg_dump(pg_cluster, server, tm
     pg_cluster.psql(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
         sql.Identifier(role), sql.Literal(password)))
     params = dict(pg_cluster.conn_params(tcp=True), login_user=role, login_password=password)
-    assert PgTools(server, params).dump("postgres", str(tmp_path / "x.dump"))["size"] > 0
+    assert new_tools(server, params, tmp_path).dump("postgres", str(tmp_path / "x.dump"))["size"] > 0
 
 
 def free_port():
@@ -411,7 +416,7 @@ def test_connect_to_missing_database(server):
 def test_password_only_in_a_passfile(pg_cluster, server, roles, tmp_path):
     bin_dir, log = wrapper_dir(tmp_path, pg_cluster.bin_dir)
     params = dict(pg_cluster.conn_params(tcp=True), pg_bin_dir=bin_dir)
-    tools = PgTools(server, params, tmp_dir=str(tmp_path))
+    tools = new_tools(server, params, tmp_path)
     source, target = unique("lb_src"), unique("lb_dst")
     pg_cluster.psql("CREATE DATABASE %s OWNER %s" % (source, roles["owner"]))
     dump = str(tmp_path / "src.dump")
@@ -435,7 +440,7 @@ def test_password_only_in_a_passfile(pg_cluster, server, roles, tmp_path):
 
 def test_pg_restore_older_than_the_dump_is_refused(pg_cluster, server, roles, tmp_path):
     bin_dir, log = wrapper_dir(tmp_path, pg_cluster.bin_dir, {"pg_restore": "%d.0" % (pg_cluster.major - 1)})
-    tools = PgTools(server, dict(pg_cluster.conn_params(), pg_bin_dir=bin_dir))
+    tools = new_tools(server, dict(pg_cluster.conn_params(), pg_bin_dir=bin_dir), tmp_path)
     dump = str(tmp_path / "postgres.dump")
     tools.dump("postgres", dump)
     target = unique("lb_dst")
@@ -455,7 +460,7 @@ def test_missing_or_unusable_tools(pg_cluster, server, tmp_path, case):
         bin_dir = str(tmp_path)
     else:
         bin_dir = wrapper_dir(tmp_path, pg_cluster.bin_dir, {"pg_dump": "%d.3" % (pg_cluster.major - 1)})[0]
-    tools = PgTools(server, dict(pg_cluster.conn_params(), pg_bin_dir=bin_dir))
+    tools = new_tools(server, dict(pg_cluster.conn_params(), pg_bin_dir=bin_dir), tmp_path)
     with pytest.raises(LifeboatError) as caught:
         tools.dump("postgres", str(tmp_path / "x.dump"))
     message = str(caught.value)

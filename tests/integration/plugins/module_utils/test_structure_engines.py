@@ -276,6 +276,8 @@ def test_postgres_command_environment(pg, tmp_path):
     script = tmp_path / "dump_env.py"
     script.write_text(ENV_DUMP)
     out = tmp_path / "env.json"
+    # The passfile goes to the environment's private directory in the catalog.
+    params = dict(params, environment="shop", catalog=str(tmp_path / "catalog"))
     done = structure.update("postgresql", params, db, command=[sys.executable, str(script), str(out)],
                             chdir=str(tmp_path))
     assert done["changed"] is True and done["command_result"]["stdout"] == "updated"
@@ -287,6 +289,7 @@ def test_postgres_command_environment(pg, tmp_path):
     assert info["DATABASE_URL"].startswith("postgresql://postgres@%s:%s/%s?" % (cluster.host, cluster.port, db))
     assert "PGPASSWORD" not in info and cluster.password not in info["DATABASE_URL"]
     assert info["passfile_mode"] == 0o600 and info["passfile"] == "*:*:*:*:%s\n" % cluster.password
+    assert os.path.dirname(info["PGPASSFILE"]) == str(tmp_path / "catalog" / "shop" / ".tmp")
     assert not os.path.exists(info["PGPASSFILE"]), "the passfile is removed after the command"
     assert info["cwd"] == str(tmp_path)
 

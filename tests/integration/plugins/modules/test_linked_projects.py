@@ -152,9 +152,13 @@ def test_linked_project_gets_its_own_migrations(env, tmp_path):
 def pg_env(cluster, tmp_path):
     suffix = uuid.uuid4().hex[:8]
     names = {"db": "main_" + suffix, "crm": "crm_" + suffix, "shop": "shop_" + suffix}
+    # An ordinary owner: a restore refuses to run an archive's SQL as a superuser.
+    owner = "owner_" + suffix
+    cluster.psql("CREATE ROLE %s NOLOGIN" % owner)
     for index, database in enumerate(names.values()):
-        cluster.psql("CREATE DATABASE %s" % database)
+        cluster.psql("CREATE DATABASE %s OWNER %s" % (database, owner))
         with cluster.connect(database) as conn:
+            conn.execute("SET ROLE %s" % owner)
             conn.execute("CREATE TABLE items (id serial PRIMARY KEY, name text)")
             conn.execute("INSERT INTO items (name) SELECT 'row ' || i FROM generate_series(1, %s) i", [5 + index])
     env = dict(cluster.conn_params(tcp=False), environment="linked_" + suffix, database=names["db"],

@@ -345,7 +345,7 @@ def _scrypt_stanza_params(stanza, max_work_factor=None):
     if max_work_factor is not None and (len(stanza.args[1]) > 3 or int(stanza.args[1]) > max_work_factor):
         raise AgeHeaderError(
             "the passphrase work factor of this file is 2^%s, above the accepted limit 2^%d; if you trust the "
-            "file, raise max_work_factor (each step doubles the time and memory scrypt needs)"
+            "file, raise encryption.max_work_factor (each step doubles the time and memory scrypt needs)"
             % (_show(stanza.args[1].encode("ascii")).strip("'"), max_work_factor)
         )
     return salt, int(stanza.args[1])

@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive
-from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import CHUNK_SIZE, LifeboatError
 
 MODES = ["none", "passphrase", "database_password", "recipients"]
+# How far encryption.max_work_factor may be raised: at 2^24 one try of scrypt takes 16 GiB and over a minute.
+MAX_WORK_FACTOR_CEILING = 24
 
 
 def encryption_argument_spec():
@@ -25,6 +28,7 @@ def encryption_argument_spec():
             identity=dict(type="str", no_log=True),
             identity_file=dict(type="path"),
             work_factor=dict(type="int", default=age.DEFAULT_WORK_FACTOR),
+            max_work_factor=dict(type="int", default=age.MAX_WORK_FACTOR),
         ),
         mutually_exclusive=[("identity", "identity_file")],
     )
@@ -84,10 +88,22 @@ def reader_options(params):
     if identities:
         return {"identities": identities}
     if settings.get("passphrase"):
-        return {"passphrase": settings["passphrase"]}
+        return {"passphrase": settings["passphrase"], "max_work_factor": _max_work_factor(settings)}
     if mode(params) == "database_password" or params.get("login_password"):
-        return {"passphrase": _database_password(params)}
+        return {"passphrase": _database_password(params), "max_work_factor": _max_work_factor(settings)}
     return None
+
+
+def _max_work_factor(settings):
+    """The highest scrypt work factor a passphrase file may ask for: checked before scrypt runs, so that a
+    crafted file cannot make the node spend minutes and gigabytes."""
+    value = settings.get("max_work_factor")
+    if value is None:
+        return age.MAX_WORK_FACTOR
+    if not isinstance(value, int) or not age.MIN_WORK_FACTOR <= value <= MAX_WORK_FACTOR_CEILING:
+        raise LifeboatError("invalid encryption.max_work_factor %r: use an integer from %d to %d (default %d)"
+                            % (value, age.MIN_WORK_FACTOR, MAX_WORK_FACTOR_CEILING, age.MAX_WORK_FACTOR))
+    return value
 
 
 def recipients_of(params):
@@ -97,29 +113,55 @@ def recipients_of(params):
 
 
 @contextlib.contextmanager
-def open_source(path, params):
+def open_source(path, params, sha256=None):
     """A readable stream of the plaintext archive at ``path``; age files are decrypted on the fly.
 
-    A wrong key fails here, before anything was read or written.
+    A wrong key fails here, before anything was read or written. With ``sha256`` (the catalog's), the file is
+    hashed as it streams and a mismatch raises when the stream is left, after it was read to its end.
     """
     try:
         handle = open(path, "rb")
     except OSError as exc:
         raise LifeboatError("cannot read %s: %s" % (path, exc.strerror))
     with handle:
-        if not age.is_age(handle.read(64)):
-            handle.seek(0)
-            yield handle
-            return
+        encrypted = age.is_age(handle.read(64))
         handle.seek(0)
-        options = reader_options(params)
-        if options is None:
-            raise LifeboatError("%s is encrypted (age); give encryption.passphrase, encryption.identity or "
-                                "encryption.identity_file" % path)
-        yield age.AgeReader(handle, **options)
+        raw = handle if sha256 is None else _Digesting(handle)
+        if not encrypted:
+            yield raw
+        else:
+            options = reader_options(params)
+            if options is None:
+                raise LifeboatError("%s is encrypted (age); give encryption.passphrase, encryption.identity or "
+                                    "encryption.identity_file" % path)
+            yield age.AgeReader(raw, **options)
+        if sha256 is not None:
+            raw.check(path, sha256)
 
 
-def read_source(path, params, *, db_dir, tree_dir):
-    """Open any accepted archive (plain, gzip, age-encrypted, Mendix snapshot, bare dump) into the two dirs."""
-    with open_source(path, params) as stream:
-        return archive.read_archive(stream, db_dir=db_dir, tree_dir=tree_dir, name=path)
+class _Digesting:
+    """A file hashed while it is read, so that checking it against the catalog costs no second pass."""
+
+    def __init__(self, handle):
+        self._handle = handle
+        self._digest = hashlib.sha256()
+
+    def read(self, size=-1):
+        data = self._handle.read(size)
+        self._digest.update(data)
+        return data
+
+    def check(self, path, expected):
+        while self.read(CHUNK_SIZE):
+            pass
+        if self._digest.hexdigest() != expected:
+            raise LifeboatError("%s does not match its catalog entry: its SHA-256 is %s, the catalog recorded %s; the "
+                                "archive was damaged or replaced after the backup. Nothing was changed: restore "
+                                "another backup" % (path, self._digest.hexdigest(), expected))
+
+
+def read_source(path, params, *, sha256=None, **options):
+    """Open any accepted archive (plain, gzip, age-encrypted, Mendix snapshot, bare dump) into ``db_dir`` and
+    ``tree_dir`` (see archive.read_archive for them and the other ``options``)."""
+    with open_source(path, params, sha256) as stream:
+        return archive.read_archive(stream, name=path, **options)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import reprlib
 import shutil
 import stat
 import tempfile
@@ -34,7 +35,9 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     sha256_file,
     utcnow,
 )
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines import open_engine
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import ENGINES, MAIN, Environment
+from ansible_collections.lifeboat.backup.plugins.module_utils.structure import MAX_VERSION
 
 ORIGIN = "uploaded"
 # A bare custom-format dump is no tar: it keeps the suffix pg_dump users know (listed in archive.SUFFIXES).
@@ -43,9 +46,10 @@ DUMP_SUFFIX = ".backup"
 ENCRYPTED_DEFAULT_SUFFIX = ".tar.age"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_NOT_CARRIED = ("backup_id", "label", "comment", "created_at", "environment", "databases", "files", "format",
-                "format_version", "metadata_sha256", "encryption", "compression", "origin", "duration")
 _MIB = 1024 * 1024
+# Bounds for what an uploaded archive may put into its catalog entry: generous for anything Lifeboat writes.
+_MAX_TEXT = 1024
+_MAX_ITEMS = 1000
 
 
 # ---------------------------------------------------------------------------------------------- upload
@@ -296,12 +300,14 @@ def inspect_archive(path, params, scratch, name=None, sha256=None):
     """Check that the archive at ``path`` opens and say what it holds: (facts for the entry, suffix, verification).
 
     Lifeboat archives and Mendix snapshots are read through once (decrypted with the key in ``params`` when
-    encrypted), their dumps extracted below ``scratch`` and every checksum checked. ``verification`` says
-    how far the check could go: ``checksums`` (every member against the manifest, or an encrypted dump
-    whose every chunk authenticated), ``structure`` (a Mendix snapshot: complete tar and gzip, no checksums
-    to check), ``header`` (a bare dump, or an encrypted archive uploaded without its key: only the header
-    could be read). ``sha256`` is the file's, when the caller already knows it.
+    encrypted), their dumps extracted below ``scratch`` and every checksum checked; a bare dump is read to its
+    end by pg_restore. ``verification`` says how far the check could go: ``checksums`` (every member against
+    the manifest, or an encrypted dump whose every chunk authenticated), ``structure`` (a Mendix snapshot:
+    complete tar and gzip, no checksums to check; a bare dump that pg_restore read to its end), ``header`` (an
+    encrypted archive uploaded without its key: only the header could be read). ``sha256`` is the file's, when
+    the caller already knows it.
     """
+    shown = name or path
     kind = archive.detect_kind(path)
     sealed = None
     if kind == "age":
@@ -311,42 +317,118 @@ def inspect_archive(path, params, scratch, name=None, sha256=None):
             facts = _facts(None, sealed)
             return facts, _encrypted_suffix(name), "header"
     if kind == "pgdump":
+        _read_through(path, params, shown)
         facts = _facts("pgdump", None, engine="postgresql",
                        databases=[{"name": MAIN, "size": os.path.getsize(path), "sha256": sha256 or sha256_file(path)}])
-        return facts, DUMP_SUFFIX, "header"
+        return facts, DUMP_SUFFIX, "structure"
     with encryption.open_source(path, params) as stream:
         head = _Head(stream)
         contents = archive.read_archive(head, db_dir=os.path.join(scratch, "db"), tree_dir=None, name=path)
+    if len(contents.databases) > _MAX_ITEMS:
+        raise LifeboatError("it holds %d databases; Lifeboat takes at most %d from one archive"
+                            % (len(contents.databases), _MAX_ITEMS))
     compressed = head.first.startswith(archive.GZIP_MAGIC)
     if contents.kind == "pgdump":
         database = contents.databases[MAIN]
+        _read_through(database, params, "%s (decrypted)" % shown)
         facts = _facts("pgdump", sealed, engine="postgresql",
                        databases=[{"name": MAIN, "size": os.path.getsize(database), "sha256": sha256_file(database)}])
         return facts, DUMP_SUFFIX + ".age", "checksums"
     suffix = archive.suffix_for("gzip" if compressed else "none", encrypted=sealed is not None)
     facts = _facts(contents.kind, sealed, compression="gzip" if compressed else "none")
+    files = {"count": contents.files[0], "size": contents.files[1]}
     manifest = contents.manifest
     if manifest is not None:
-        # What the manifest says about the data (engine, versions, structure_version, ...) carries over; what it
-        # says about the backup it was (id, environment, time, label) is kept as its source.
-        kept = {key: value for key, value in manifest.items() if key not in _NOT_CARRIED}
-        kept.update(facts)
-        kept.update(
-            engine=manifest.get("engine"),
-            databases=[{"name": d["name"], "size": d["size"], "sha256": d["sha256"]} for d in manifest["databases"]],
-            files={"count": manifest["files"]["count"], "size": manifest["files"]["size"]}
-            if manifest.get("files") else None,
-            source={key: manifest.get(key) for key in ("backup_id", "environment", "created_at", "label")},
+        # Only what the format defines, checked (see _CARRIED); each database once, with the size read and the
+        # checksum the reader compared.
+        source = _checked(manifest, _SOURCE, "its manifest")
+        facts.update(_checked(manifest, _CARRIED, "its manifest"))
+        listed = {d["name"]: d["sha256"] for d in manifest["databases"]}
+        facts.update(
+            databases=[{"name": name, "size": os.path.getsize(contents.databases[name]), "sha256": digest}
+                       for name, digest in listed.items()],
+            files=files if manifest.get("files") is not None else None,
+            source={key: source.get(key) for key in _SOURCE},
         )
-        return kept, suffix, "checksums"
+        return facts, suffix, "checksums"
     databases = sorted(contents.databases.items())
     facts.update(
         engine=_engine_of(contents.databases[MAIN]),
         databases=[{"name": db, "size": os.path.getsize(p), "sha256": sha256_file(p)} for db, p in databases],
-        files={"count": contents.files[0], "size": contents.files[1]} if contents.files[0] else None,
-        model_version=(contents.metadata or {}).get("modelVersion") or None,
+        files=files if contents.files[0] else None,
+        model_version=_checked(contents.metadata or {}, _METADATA, "its .metadata").get("modelVersion") or None,
     )
     return facts, suffix, "structure"
+
+
+def _read_through(dump, params, shown):
+    """Have the pg_restore that would restore a bare dump read it to its end, so that a truncated or damaged one
+    is refused now and not at restore. pg_restore is chosen for the environment's server, as for a restore."""
+    if params["engine"] != "postgresql":
+        raise LifeboatError("it is a PostgreSQL custom-format dump, but environment %s has engine %s; upload it to "
+                            "an environment with engine postgresql" % (params["environment"], params["engine"]))
+    engine = open_engine(params)
+    try:
+        engine.tools.read_through(dump)
+    except LifeboatError as exc:
+        raise LifeboatError(str(exc).replace(dump, shown)) from None
+    finally:
+        engine.close()
+
+
+def _checked(document, schema, what):
+    """The keys of ``schema`` that ``document`` has, each value checked: a wrong one refuses the archive, since
+    no Lifeboat writes it and a restore would read the same document."""
+    kept = {}
+    for key, (valid, expected) in schema.items():
+        if key in document:
+            if not valid(document[key]):
+                raise LifeboatError("%s gives %s as %s, which should be %s; the archive was altered or made by "
+                                    "another tool" % (what, key, _short.repr(document[key]), expected))
+            kept[key] = document[key]
+    return kept
+
+
+def _is_text(value):
+    return isinstance(value, str) and len(value) <= _MAX_TEXT
+
+
+def _is_version(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_VERSION
+
+
+def _is_name(value):
+    try:
+        check_name(value, "name")
+    except LifeboatError:
+        return False
+    return True
+
+
+def _is_versions(value):
+    return isinstance(value, dict) and len(value) <= _MAX_ITEMS and all(
+        _is_name(name) and _is_version(version) for name, version in value.items())
+
+
+_TEXT = (_is_text, "a string of at most %d characters" % _MAX_TEXT)
+_OPTIONAL_TEXT = (lambda value: value is None or _is_text(value), "null or " + _TEXT[1])
+# What an uploaded manifest may tell the catalog entry (docs/archive-format.md), so that the entry has the shape
+# of one that backup_create writes; other keys stay in the archive, which readers of the format ignore.
+_CARRIED = {
+    "engine": (lambda value: value in ENGINES, " or ".join(ENGINES)),
+    "server_version": _OPTIONAL_TEXT,
+    "tool_version": _OPTIONAL_TEXT,
+    "structure_version": (_is_version, "an integer from 0 to %d" % MAX_VERSION),
+    "linked_structure_versions": (_is_versions, "an object of at most %d project names with such integers"
+                                  % _MAX_ITEMS),
+    "project": (_is_name, "a project name"),
+}
+# What it says about the backup it was: kept as the entry's ``source``.
+_SOURCE = {"backup_id": _TEXT, "environment": _TEXT, "created_at": _TEXT, "label": _OPTIONAL_TEXT}
+_METADATA = {"modelVersion": _TEXT}
+# Shows a wrong value in a message at a bounded length, however large it is.
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 40
 
 
 def _key_given(params):

@@ -19,6 +19,7 @@ import pytest
 from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, transfer
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, sha256_file
+from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import PgTools
 
 PASSPHRASE = "correct horse battery staple"
 PGDUMP = b"PGDMP\x01\x0e\x00" + bytes(range(256)) * 40
@@ -45,10 +46,12 @@ def rows(path):
         connection.close()
 
 
-def lifeboat_archive(path, dump, files=None, compression="none"):
+def lifeboat_archive(path, dump, files=None, compression="none", **extra):
+    """An archive as backup_create writes it; ``extra`` adds or replaces manifest keys (checksums stay valid)."""
     manifest = {"backup_id": "20250101T000000Z-abcdef", "label": "nightly", "comment": None,
                 "created_at": "2025-01-01T00:00:00Z", "environment": "prod", "engine": "sqlite",
-                "server_version": "3.40", "tool_version": "0.1.0", "structure_version": "1.2.3"}
+                "server_version": "3.40", "tool_version": "0.1.0", "structure_version": 7}
+    manifest.update(extra)
     metadata = archive.mendix_metadata(1, os.path.getsize(dump), "", 0, 0)
     with open(path, "wb") as handle:
         archive.write_archive(handle, manifest=manifest, metadata=metadata, databases=[("db", dump)],
@@ -120,6 +123,14 @@ def tmp_leftovers(tmp_path, env="acc"):
     return sorted(os.listdir(tmp)) if tmp.is_dir() else []
 
 
+@pytest.fixture
+def read_through(monkeypatch):
+    """pg_restore reading bare dumps through, recorded: the real one runs in the integration tests."""
+    read = []
+    monkeypatch.setattr(PgTools, "read_through", lambda self, path: read.append(open(path, "rb").read()))
+    return read
+
+
 # ---------------------------------------------------------------------------------------- inspection
 
 
@@ -127,20 +138,21 @@ def tmp_leftovers(tmp_path, env="acc"):
     ("lifeboat", ("lifeboat", ".tar", "checksums", "sqlite", "none", "none")),
     ("lifeboat-gzip", ("lifeboat", ".tar.gz", "checksums", "sqlite", "gzip", "none")),
     ("mendix", ("mendix", ".tar.gz", "structure", "postgresql", "gzip", "none")),
-    ("pgdump", ("pgdump", ".backup", "header", "postgresql", "none", "none")),
+    ("pgdump", ("pgdump", ".backup", "structure", "postgresql", "none", "none")),
     ("age", ("lifeboat", ".tar.age", "checksums", "sqlite", "none", "passphrase")),
     ("age-dump", ("pgdump", ".backup.age", "checksums", "postgresql", "none", "passphrase")),
 ])
-def test_inspect_recognises_every_kind_by_content(sources, tmp_path, kind, expected):
+def test_inspect_recognises_every_kind_by_content(sources, tmp_path, read_through, kind, expected):
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     key = {"encryption": {"mode": "none", "passphrase": PASSPHRASE}}
-    facts, suffix, verification = transfer.inspect_archive(sources[kind], params(tmp_path, **key), str(scratch),
-                                                           "whatever.name")
+    facts, suffix, verification = transfer.inspect_archive(
+        sources[kind], params(tmp_path, engine="postgresql", **key), str(scratch), "whatever.name")
     got = (facts["kind"], suffix, verification, facts["engine"], facts["compression"], facts["encryption"]["mode"])
     assert got == expected
     assert suffix in archive.SUFFIXES, "archive.SUFFIXES must list %s" % suffix
     assert facts["databases"][0]["name"] == "db" and facts["databases"][0]["size"] > 0
+    assert read_through == ([PGDUMP] if facts["kind"] == "pgdump" else []), "only bare dumps are read through"
 
 
 def test_inspect_reports_what_a_manifest_would(sources, tmp_path):
@@ -148,12 +160,60 @@ def test_inspect_reports_what_a_manifest_would(sources, tmp_path):
     assert facts["files"] == {"count": 1, "size": 5000}
     assert facts["source"] == {"backup_id": "20250101T000000Z-abcdef", "environment": "prod",
                                "created_at": "2025-01-01T00:00:00Z", "label": "nightly"}
-    assert facts["structure_version"] == "1.2.3" and facts["server_version"] == "3.40"
+    assert facts["structure_version"] == 7 and facts["server_version"] == "3.40"
     assert "label" not in facts and "format" not in facts and "backup_id" not in facts
     facts, _suffix, _check = transfer.inspect_archive(sources["mendix"], params(tmp_path), str(tmp_path / "two"))
     assert facts["files"] == {"count": 1, "size": 5}
     assert facts["model_version"] == "9.24.1"
     assert facts["databases"] == [{"name": "db", "size": len(PGDUMP), "sha256": hashlib.sha256(PGDUMP).hexdigest()}]
+
+
+# Keys no Lifeboat writes, in an archive whose checksums are all right.
+SPOOFED = {"projects": [{"name": "db", "path": "/etc/shadow"}], "padding": "x" * (1 << 20),
+           "nested": {"deeper": [{"path": "/etc/shadow"}] * 100}}
+
+
+def test_inspect_carries_only_known_manifest_keys(tmp_path):
+    spoofed = lifeboat_archive(tmp_path / "spoofed.tar", sqlite_db(tmp_path / "source.db"),
+                               linked_structure_versions={"crm": 3}, project="shop", **SPOOFED)
+    facts, _suffix, _check = transfer.inspect_archive(spoofed, params(tmp_path), str(tmp_path / "scratch"))
+    assert set(facts) == {"kind", "engine", "databases", "files", "compression", "encryption", "server_version",
+                          "tool_version", "structure_version", "linked_structure_versions", "project", "source"}
+    assert (facts["linked_structure_versions"], facts["project"]) == ({"crm": 3}, "shop")
+
+
+def test_upload_keeps_unknown_manifest_keys_out_of_entry_and_result(tmp_path):
+    spoofed = lifeboat_archive(tmp_path / "spoofed.tar", sqlite_db(tmp_path / "source.db"), **SPOOFED)
+    done, _uploaded = send(tmp_path, spoofed)
+    entry = tmp_path / "catalog" / "acc" / (done["backup"]["id"] + ".json")
+    assert os.path.getsize(entry) < 4096, "the entry stays small, whatever the manifest holds"
+    assert "/etc/shadow" not in entry.read_text() and "/etc/shadow" not in json.dumps(done)
+    assert done["backup"]["projects"] is None
+
+
+@pytest.mark.parametrize("key,value,shown", [
+    ("structure_version", "1.2.3", "'1.2.3'"),
+    ("structure_version", True, "True"),
+    ("structure_version", -1, "-1"),
+    ("engine", ["sqlite"], "['sqlite']"),
+    ("engine", "mysql", "'mysql'"),
+    ("server_version", "9" * 100000, "'99999999999999999...999999999999999999'"),
+    ("tool_version", {"name": "x"}, "{'name': 'x'}"),
+    ("linked_structure_versions", {"../crm": 3}, "{'../crm': 3}"),
+    ("linked_structure_versions", {"crm": "3"}, "{'crm': '3'}"),
+    ("project", "a/b", "'a/b'"),
+    ("backup_id", 12, "12"),
+    ("label", ["x"], "['x']"),
+])
+def test_known_manifest_key_with_a_wrong_value_refuses_the_upload(tmp_path, key, value, shown):
+    bad = lifeboat_archive(tmp_path / "bad.tar", sqlite_db(tmp_path / "source.db"), **{key: value})
+    with pytest.raises(LifeboatError) as refused:
+        send(tmp_path, bad)
+    message = str(refused.value)
+    assert message.startswith("rejected the upload of bad.tar: its manifest gives %s as %s, which should be "
+                              % (key, shown)), message
+    assert message.endswith("altered or made by another tool; nothing was registered") and len(message) < 300
+    assert Catalog(str(tmp_path / "catalog")).entries("acc") == [] and tmp_leftovers(tmp_path) == []
 
 
 @pytest.mark.parametrize("name,suffix", [("x.tar.gz.age", ".tar.gz.age"), ("x.tar.age", ".tar.age"),
@@ -240,11 +300,37 @@ def test_upload_registers_once_and_then_finds_it(sources, tmp_path):
     assert len(Catalog(str(tmp_path / "catalog")).entries("acc")) == 1
 
 
-def test_upload_of_a_bare_dump_keeps_it_as_it_is(sources, tmp_path):
-    done, _uploaded = send(tmp_path, sources["pgdump"])
-    assert done["changed"] is True and done["kind"] == "pgdump", done
+def test_upload_of_a_bare_dump_keeps_it_as_it_is(sources, tmp_path, read_through):
+    done, _uploaded = send(tmp_path, sources["pgdump"], engine="postgresql")
+    assert done["changed"] is True and done["kind"] == "pgdump" and done["verification"] == "structure", done
     entry = Catalog(str(tmp_path / "catalog")).get("acc", done["backup"]["id"])
     assert entry["file"].endswith(".backup") and open(entry["path"], "rb").read() == PGDUMP
+    assert read_through == [PGDUMP]
+
+
+@pytest.mark.parametrize("kind,shown", [("pgdump", "export.db"), ("age-dump", "dump.age (decrypted)")])
+def test_bare_dump_that_does_not_read_through_is_refused(sources, tmp_path, monkeypatch, kind, shown):
+    def cut_off(self, path):
+        raise LifeboatError("pg_restore failed reading dump %s to its end (exit 1):\npg_restore: error: could not "
+                            "read from input file: end of file" % path)
+
+    monkeypatch.setattr(PgTools, "read_through", cut_off)
+    with pytest.raises(LifeboatError) as failed:
+        send(tmp_path, sources[kind], engine="postgresql", encryption={"mode": "none", "passphrase": PASSPHRASE})
+    message = str(failed.value)
+    assert message.startswith("rejected the upload of %s: pg_restore failed reading dump %s to its end"
+                              % (os.path.basename(sources[kind]), shown)), message
+    assert "end of file" in message and message.endswith("nothing was registered") and "/.tmp/" not in message
+    assert Catalog(str(tmp_path / "catalog")).entries("acc") == [] and tmp_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["pgdump", "age-dump"])
+def test_bare_dump_for_an_sqlite_environment_is_refused(sources, tmp_path, read_through, kind):
+    with pytest.raises(LifeboatError, match="rejected the upload of .*: it is a PostgreSQL custom-format dump, but "
+                                            "environment acc has engine sqlite; upload it to an environment with "
+                                            "engine postgresql; nothing was registered"):
+        send(tmp_path, sources[kind], encryption={"mode": "none", "passphrase": PASSPHRASE})
+    assert read_through == [] and Catalog(str(tmp_path / "catalog")).entries("acc") == []
 
 
 @pytest.mark.parametrize("how", ["truncated", "flipped", "not-an-archive", "hostile", "age-header"])

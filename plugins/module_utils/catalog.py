@@ -18,16 +18,18 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.archive import SUFFIXES
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
+    MAX_JSON_FILE,
     LifeboatError,
     atomic_write_json,
     check_name,
     fsync_dir,
     isoformat,
-    read_json,
+    parse_json_object,
     remove_path,
     sha256_file,
     utcnow,
@@ -49,6 +51,7 @@ class Catalog:
     def __init__(self, root=DEFAULT_CATALOG):
         self.root = os.path.abspath(root)
         self.warnings = []  # damaged entries met while listing, for the module's result
+        self._trusted = set()  # directories found private
 
     # ------------------------------------------------------------------------------------ directories
 
@@ -57,18 +60,48 @@ class Catalog:
         path = os.path.join(self.root, env)
         if create:
             _make_private_dirs(path)
+        self._check_trusted(path)
         return path
+
+    def _check_trusted(self, path):
+        """Refuse a catalog that someone else could have written to (as OpenSSH's StrictModes does): its state and
+        journal are acted on as root. Missing directories are fine; they are created private."""
+        if path in self._trusted:
+            return
+        if not os.path.lexists(path):
+            if os.path.lexists(self.root):
+                self._check_root()
+            return
+        self._check_root()
+        if path != self.root:
+            _check_private(os.lstat(path), path, "directory")
+        self._trusted.add(path)
+
+    def _check_root(self):
+        if self.root in self._trusted:
+            return
+        real = os.path.realpath(self.root)  # the catalog may be a symlink to another disk; its target counts
+        _check_private(os.stat(real), real, "directory")
+        # The path as given and the one it leads to: a symlink on the way must be as trusted as a directory.
+        for path in [self.root] + _parents(self.root) + _parents(real):
+            if os.path.islink(path):
+                _check_owner(os.lstat(path), path, "symbolic link")
+            if path != self.root:
+                _check_ancestor(path)
+        self._trusted.add(self.root)
 
     def environments(self):
         try:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
+        self._check_root()
         return sorted(name for name in names if _is_safe_name(name) and os.path.isdir(os.path.join(self.root, name)))
 
     def tmp_dir(self, env):
         path = os.path.join(self.env_dir(env, create=True), TMP_NAME)
         _make_private_dirs(path)
+        _check_private(os.lstat(path), path, "directory")
         return path
 
     def clean_tmp(self, env):
@@ -104,12 +137,9 @@ class Catalog:
         path = os.path.join(directory, name)
         backup_id = name[: -len(".json")]
         try:
-            with open(path, "rb") as handle:
-                entry = json.loads(handle.read().decode("utf-8"))
-        except (OSError, ValueError) as exc:
-            return self._damaged(path, "cannot be read (%s)" % exc)
-        if not isinstance(entry, dict):
-            return self._damaged(path, "is not a JSON object")
+            entry = read_private_json(path)
+        except LifeboatError as exc:
+            return self._warn("ignored a catalog entry: %s" % exc)
         if entry.get("id") != backup_id:
             return self._damaged(path, "names backup %r" % entry.get("id"))
         if not isinstance(entry.get("created_at"), str):
@@ -124,10 +154,11 @@ class Catalog:
         return entry
 
     def _damaged(self, path, problem):
-        warning = "ignored the catalog entry %s: it %s; repair or remove it" % (path, problem)
+        return self._warn("ignored the catalog entry %s: it %s; repair or remove it" % (path, problem))
+
+    def _warn(self, warning):
         if warning not in self.warnings:
             self.warnings.append(warning)
-        return None
 
     def get(self, env, backup_id):
         return next((entry for entry in self.entries(env) if entry["id"] == backup_id), None)
@@ -196,7 +227,11 @@ class Catalog:
     # ------------------------------------------------------------------------------------------ state
 
     def read_state(self, env):
-        return read_json(os.path.join(self.env_dir(env), STATE_NAME), default={})
+        return read_private_json(os.path.join(self.env_dir(env), STATE_NAME), default={})
+
+    def read_journal(self, env):
+        """The swap journal of an interrupted restore, or None."""
+        return read_private_json(self.journal_path(env))
 
     def write_state(self, env, value):
         atomic_write_json(os.path.join(self.env_dir(env, create=True), STATE_NAME), value, 0o600)
@@ -275,6 +310,64 @@ def _make_private_dirs(path):
                 "cannot create %s: %s; check the catalog path and its permissions" % (directory, exc.strerror)
             )
         os.chmod(directory, 0o700)  # whatever the umask
+
+
+def read_private_json(path, default=None):
+    """JSON from a file of the private catalog: a regular file of ours that nobody else can write, of bounded size."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return default
+    except OSError as exc:
+        raise LifeboatError("cannot read %s: %s; it must be a regular file of the catalog" % (path, exc.strerror))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise LifeboatError("%s is not a regular file; move it aside" % path)
+        _check_private(info, path, "file")
+        data = handle.read(MAX_JSON_FILE + 1)
+    try:
+        return parse_json_object(data, path, MAX_JSON_FILE)
+    except LifeboatError as exc:
+        raise LifeboatError("%s; move it aside and run again" % exc) from None
+
+
+def _check_private(info, path, what):
+    """A catalog directory or file must belong to the user running Lifeboat and be writable by nobody else."""
+    if info.st_uid != os.geteuid():
+        raise LifeboatError(
+            "catalog %s %s belongs to uid %d, not to uid %d that runs Lifeboat: refusing to trust it (its state could "
+            "have been planted); chown it to this user, or use another catalog" % (what, path, info.st_uid,
+                                                                                  os.geteuid()))
+    if info.st_mode & 0o022:
+        raise LifeboatError(
+            "catalog %s %s is writable by group or others (mode %04o): refusing to trust it (its state could have "
+            "been planted); run chmod go-w on it and check its content" % (what, path, stat.S_IMODE(info.st_mode)))
+
+
+def _parents(path):
+    parents = []
+    while path != os.path.dirname(path):
+        path = os.path.dirname(path)
+        parents.append(path)
+    return parents
+
+
+def _check_owner(info, path, what):
+    if info.st_uid not in (0, os.geteuid()):
+        raise LifeboatError("catalog parent %s %s belongs to uid %d: another user could replace the catalog; put the "
+                            "catalog below directories owned by root or by this user" % (what, path, info.st_uid))
+
+
+def _check_ancestor(path):
+    """A parent of the catalog may be shared (like /tmp) only with the sticky bit, which keeps others from renaming
+    our directory; otherwise root or this user owns it and nobody else writes to it."""
+    info = os.stat(path)
+    _check_owner(info, path, "directory")
+    if info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+        raise LifeboatError("catalog parent directory %s is writable by group or others (mode %04o) without the "
+                            "sticky bit: another user could replace the catalog; run chmod go-w on it"
+                            % (path, stat.S_IMODE(info.st_mode)))
 
 
 def _open_lock(path, flags):

@@ -8,18 +8,20 @@ See docs/internals.md ("Restore, step by step") for the sequence and the swap jo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import re
 import tempfile
 import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import archive, encryption, structure
+from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import STATE_NAME
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     atomic_write_json,
     copy_owner_mode,
     isoformat,
-    read_json,
     remove_path,
     sha256_file,
     utcnow,
@@ -52,18 +54,36 @@ def _run_ops(env, journal, terminate):
         _write_journal(env, journal)
 
 
+@contextlib.contextmanager
+def _cleanup_on_error(cleanup, errors=BaseException):
+    """Run ``cleanup`` when the block raises ``errors``. The block's error stays the one reported: a cleanup that
+    fails too (say the server went away) is added to its message, never put in its place."""
+    try:
+        yield
+    except errors as exc:
+        try:
+            cleanup()
+        except Exception as problem:  # pylint: disable=broad-exception-caught  # reported with the cause
+            if isinstance(exc, LifeboatError):
+                raise LifeboatError("%s\n(cleaning up afterwards failed too: %s; the next run cleans up)"
+                                    % (exc, problem)) from exc
+            raise exc from None
+        raise
+
+
 def _swap(env, journal, terminate, discard):
     """Journal, then swap. A swap refused at its first step (sessions came back) undoes itself at once."""
     _write_journal(env, journal)
-    try:
+    with _cleanup_on_error(lambda: _undo_unstarted(env, journal, discard), LifeboatError):
         _run_ops(env, journal, terminate)
-    except LifeboatError:
-        first = journal["ops"][0]
-        started = env.engine.swap_done(first) if first["kind"] == "pg_swap" else op_done(first)
-        if journal["progress"] == 0 and not started:
-            os.unlink(env.journal_path())
-            discard(env)
-        raise
+
+
+def _undo_unstarted(env, journal, discard):
+    first = journal["ops"][0]
+    started = env.engine.swap_done(first) if first["kind"] == "pg_swap" else op_done(first)
+    if journal["progress"] == 0 and not started:
+        os.unlink(env.journal_path())
+        discard(env)
 
 
 def _finish(env, journal):
@@ -71,7 +91,7 @@ def _finish(env, journal):
     generation = journal["generation"]
     prev_names = [d["previous"] for d in generation["databases"]]
     env.engine.after_swap([d["target"] for d in journal["targets"]], prev_names)
-    state = env.state()
+    state = checked_state(env)
     previous = list(state.get("previous", []))
     if journal.get("consumes"):
         previous = [g for g in previous if g["stamp"] != journal["consumes"]]
@@ -95,12 +115,13 @@ def drop_generation(env, generation):
 
 def recover(env):
     """Finish or undo a swap that an earlier run left half done. Returns a warning or None."""
-    journal = read_json(env.journal_path())
+    journal = env.catalog.read_journal(env.name)
     if journal is None:
         return None
     if journal.get("engine") != env.engine.name:
         raise LifeboatError("the swap journal %s was written for engine %s; run again with that engine"
                             % (env.journal_path(), journal.get("engine")))
+    check_journal(env, journal)
     first = journal["ops"][0] if journal["ops"] else None
     if journal["progress"] == 0 and first and first["kind"] == "pg_swap" and not env.engine.swap_done(first):
         # The commit point was never reached: the environment still runs on its old data.
@@ -112,6 +133,98 @@ def recover(env):
     _run_ops(env, journal, terminate=True)
     _finish(env, journal)
     return "an interrupted restore of backup %s was completed" % journal["backup"]["id"]
+
+
+# --- what a journal or the state may name -----------------------------------------------------------
+# Both are files in the catalog and are acted on as root: a name in them is used only when the environment
+# derives it itself (a target or the file store, their staging copy, or a previous copy with a time stamp).
+
+_STAMP = re.compile(r"[0-9]{14}\Z")
+_PATH_OPS = {"rename": ("src", "dst"), "link": ("src", "dst"), "replace": ("src", "dst")}
+
+
+def _derives(env, base, name, staging):
+    stamp = _STAMP.search(name)
+    return name in (base, staging) or bool(stamp) and name == (
+        env.files_path + PREVIOUS_SUFFIX + stamp.group() if base == env.files_path
+        else env.engine.previous_name(base, stamp.group()))
+
+
+def own_name(env, name, base=None):
+    """True when ``name`` is the environment's own (derived from ``base``, or from any of its targets or files)."""
+    if not isinstance(name, str):
+        return False
+    bases = [base] if base is not None else list(env.targets.values()) + ([env.files_path] if env.files_path else [])
+    for candidate in bases:
+        staging = env.staging_files() if candidate == env.files_path else env.engine.staging_name(candidate)
+        names = [name] + [name[:-len(s)] for s in env.engine.companion_suffixes
+                          if candidate != env.files_path and name.endswith(s)]
+        if any(_derives(env, candidate, each, staging) for each in names):
+            return True
+    return False
+
+
+def _refuse(path, value):
+    raise LifeboatError("%s names %r, which is not one of this environment's databases or paths (a target, the file "
+                        "store, or their staging or previous copies): refusing to act on it; was the catalog tampered "
+                        "with? Check the file and move it aside" % (path, value))
+
+
+def check_generation(env, generation, path):
+    """A previous copy from the state or a journal: only the environment's own previous copies."""
+    if not isinstance(generation, dict) or not isinstance(generation.get("databases"), list):
+        _refuse(path, generation)
+    for database in generation["databases"]:
+        target = database.get("target") if isinstance(database, dict) else None
+        if target not in env.targets.values() or not own_name(env, database.get("previous"), target) \
+                or database["previous"] == target:
+            _refuse(path, database)
+    files = generation.get("files")
+    if files is not None and (not env.files_path or files == env.files_path
+                              or not own_name(env, files, env.files_path)):
+        _refuse(path, files)
+
+
+def checked_state(env):
+    """The environment's state, its previous copies checked (they are dropped or swapped back in)."""
+    state = env.state()
+    previous = state.get("previous") or []
+    path = os.path.join(env.catalog.env_dir(env.name), STATE_NAME)
+    if not isinstance(previous, list):
+        _refuse(path, previous)
+    for generation in previous:
+        check_generation(env, generation, path)
+    return state
+
+
+def check_journal(env, journal):
+    """Refuse a journal that names anything the environment would not derive itself, before any step is taken."""
+    path = env.journal_path()
+    ops = journal.get("ops")
+    if not isinstance(ops, list) or not isinstance(journal.get("progress"), int) \
+            or not 0 <= journal["progress"] <= len(ops) or not isinstance(journal.get("keep_previous"), int) \
+            or not isinstance(journal.get("backup"), dict):
+        _refuse(path, sorted(journal))
+    targets = [item.get("target") for item in journal.get("targets") or [] if isinstance(item, dict)]
+    if sorted(targets) != sorted(env.targets.values()):
+        _refuse(path, targets)
+    check_generation(env, journal.get("generation"), path)
+    for op in ops:
+        kind = op.get("kind") if isinstance(op, dict) else None
+        if kind == "pg_swap" and isinstance(op.get("pairs"), list):
+            for pair in op["pairs"]:
+                target, staging, previous = pair if isinstance(pair, list) and len(pair) == 3 else (None,) * 3
+                if target not in env.targets.values() or not own_name(env, staging, target) or staging == target \
+                        or previous is not None and (previous == target or not own_name(env, previous, target)):
+                    _refuse(path, pair)
+        elif kind in _PATH_OPS:
+            for key in _PATH_OPS[kind]:
+                if not own_name(env, op.get(key)):
+                    _refuse(path, op.get(key))
+            if kind == "replace" and not isinstance(op.get("inode"), int):
+                _refuse(path, op)
+        else:
+            _refuse(path, op)
 
 
 def _begin(env):
@@ -211,15 +324,13 @@ def _restore(env, params, check_mode):
     with env.catalog.lock(env.name, "restore"):
         warnings = _begin(env)
         source = resolve_source(env, params, verify=False)
-        current = env.state().get("current")
+        # Checked before anything is staged: _finish drops previous copies that the state names.
+        current = checked_state(env).get("current")
         if not params["force"] and _same(current, source):
             return _result(False, current, source, None, started, warnings)
         _check_sessions(env, params["terminate_sessions"])
-        try:
+        with _cleanup_on_error(lambda: _discard_staging(env)):
             journal = _stage(env, params, source, warnings)
-        except BaseException:
-            _discard_staging(env)
-            raise
         _swap(env, journal, params["terminate_sessions"], _discard_staging)
         kept = _finish(env, journal)
         env.catalog.clean_tmp(env.name)
@@ -234,7 +345,10 @@ def _stage(env, params, source, warnings):
     staging_files = env.staging_files()
     if staging_files and not os.path.isdir(os.path.dirname(staging_files)):
         raise LifeboatError("the parent directory of files_path %s does not exist" % env.files_path)
-    contents = encryption.read_source(source["path"], params, db_dir=os.path.join(work, "db"), tree_dir=staging_files)
+    # A catalog archive is checked against its entry as it streams: one swapped for another valid archive is refused.
+    contents = encryption.read_source(source["path"], params, sha256=source["sha256"] if source["id"] else None,
+                                      db_dir=os.path.join(work, "db"), tree_dir=staging_files,
+                                      keep_unsafe_modes=params.get("keep_unsafe_modes", False))
     if MAIN not in contents.databases:
         raise LifeboatError("archive %s holds no main database (db/db.backup)" % source["path"])
     update = params.get("structure_update")
@@ -313,6 +427,9 @@ def _update_options(env, name, update, force):
 def _check_structure_version(manifest, update, force):
     """A backup from a newer release would break the app that runs now: refuse it unless forced."""
     backup_version = manifest.get("structure_version")
+    if backup_version is not None and (not isinstance(backup_version, int) or isinstance(backup_version, bool)):
+        raise LifeboatError("the archive's manifest gives structure_version as %.60r, not an integer: the archive was "
+                            "altered or made by another tool; nothing was changed" % (backup_version,))
     project = structure.project_version(update["migrations"]) if update.get("migrations") else None
     if backup_version is not None and project is not None and backup_version > project and not force:
         raise LifeboatError(
@@ -350,7 +467,7 @@ def _discard_staging(env):
 
 def _rollback(env, params, check_mode):
     started = time.monotonic()
-    state = env.state()
+    state = checked_state(env)
     previous = state.get("previous") or []
     if not previous:
         raise LifeboatError("environment %s has no previous copy to roll back to" % env.name)
@@ -361,7 +478,7 @@ def _rollback(env, params, check_mode):
         return _result(True, current, target_back or {}, None, started, [])
     with env.catalog.lock(env.name, "rollback"):
         warnings = _begin(env)
-        generation = (env.state().get("previous") or [generation])[0]
+        generation = (checked_state(env).get("previous") or [generation])[0]
         _check_sessions(env, params["terminate_sessions"])
         stamp = env.stamp()
         pairs = []

@@ -23,7 +23,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import Environment
 from ansible_collections.lifeboat.backup.plugins.module_utils.listing import check_archive
-from ansible_collections.lifeboat.backup.plugins.module_utils.restore import drop_generation
+from ansible_collections.lifeboat.backup.plugins.module_utils.restore import checked_state, drop_generation
 
 # Bucket rules: for each of the N most recent periods that have backups, the newest backup in it (UTC).
 PERIODS = {
@@ -219,7 +219,8 @@ def _prune(catalog, env, rules, environment, keep_previous, check_mode):
         raise LifeboatError("environment %s has an interrupted restore (%s); run lifeboat.backup.backup_restore to "
                             "finish it before pruning previous copies" % (env, catalog.journal_path(env)))
     entries = catalog.entries(env)
-    state = catalog.read_state(env) or {}
+    # Previous copies are dropped below: only the environment's own (see restore.checked_state).
+    state = checked_state(environment) if environment is not None else catalog.read_state(env)
     protect, damaged = _protected(catalog, entries, state) if entries else ({}, [])
     keep_ids, remove_ids, reasons = select(entries, utcnow(), rules, protect)
     warnings = list(catalog.warnings)

@@ -228,8 +228,8 @@ def test_get_find_by_label_and_sha256(filled):
 @pytest.mark.parametrize(
     "name, content, problem",
     [
-        ("20250101T000100Z-000001.json", b"{not json", "cannot be read"),
-        ("20250101T000100Z-000001.json", b"\xff\xfe", "cannot be read"),
+        ("20250101T000100Z-000001.json", b"{not json", "is not valid JSON"),
+        ("20250101T000100Z-000001.json", b"\xff\xfe", "is not a JSON object"),
         ("20250101T000100Z-000001.json", b"[1, 2]", "is not a JSON object"),
         ("20250101T000100Z-000001.json", b'{"id": "other", "created_at": "x", "file": "x.tar"}', "names backup"),
         ("20250101T000100Z-000001.json", b'{"id": "20250101T000100Z-000001"}', "has no created_at"),
@@ -252,8 +252,8 @@ def test_damaged_entry_is_skipped_with_a_warning(filled, name, content, problem)
     assert "20250101T000100Z-000001" not in ids and len(ids) == 6
     entry_path = os.path.join(filled.env_dir("prod"), "20250101T000100Z-000001.json")
     assert len(filled.warnings) == 1
-    assert filled.warnings[0].startswith("ignored the catalog entry %s: it " % entry_path)
-    assert problem in filled.warnings[0] and filled.warnings[0].endswith("; repair or remove it")
+    assert entry_path in filled.warnings[0] and problem in filled.warnings[0]
+    assert filled.warnings[0].endswith(("; repair or remove it", "; move it aside and run again"))
     filled.entries("prod")
     assert len(filled.warnings) == 1  # not repeated
 
@@ -303,6 +303,113 @@ def test_damaged_state_says_what_to_do(catalog):
         handle.write("{")
     with pytest.raises(LifeboatError, match="state.json is not valid JSON .*move it aside"):
         catalog.read_state("prod")
+
+
+# ------------------------------------------------------------------------------------------ trust
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o720, 0o702])
+@pytest.mark.parametrize("which", ["root", "env"])
+def test_a_catalog_others_can_write_is_refused(filled, which, mode):
+    path = filled.root if which == "root" else filled.env_dir("prod")
+    os.chmod(path, mode)
+    fresh = Catalog(filled.root)
+    for use in (lambda: fresh.entries("prod"), lambda: fresh.read_state("prod"), lambda: fresh.env_dir("prod")):
+        with pytest.raises(LifeboatError, match=r"catalog directory %s is writable by group or others \(mode %04o\)"
+                           ".*chmod go-w" % (path, mode)):
+            use()
+
+
+def test_the_path_to_a_catalog_found_private_is_not_checked_again(filled, monkeypatch):
+    filled.env_dir("prod")
+    monkeypatch.setattr(catalog_module, "_check_ancestor", None)  # would fail if called
+    assert len(filled.entries("prod")) == 7
+
+
+def test_a_shared_parent_needs_the_sticky_bit(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o777)
+    catalog = Catalog(str(shared / "catalog"))
+    with pytest.raises(LifeboatError, match="catalog parent directory %s is writable by group or others" % shared):
+        catalog.env_dir("prod", create=True)
+    os.chmod(shared, 0o1777)
+    assert os.path.isdir(Catalog(str(shared / "catalog")).env_dir("prod", create=True))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another user")
+@pytest.mark.parametrize("which", ["env", "state"])
+def test_a_catalog_of_another_user_is_refused(filled, which):
+    filled.write_state("prod", {})
+    path = filled.env_dir("prod") if which == "env" else os.path.join(filled.env_dir("prod"), "state.json")
+    os.chown(path, 65534, 65534)
+    with pytest.raises(LifeboatError, match="belongs to uid 65534, not to uid 0"):
+        Catalog(filled.root).read_state("prod")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a symbolic link to another user")
+def test_a_catalog_reached_through_another_users_symlink_is_refused(tmp_path):
+    real = Catalog(str(tmp_path / "real"))
+    real.env_dir("prod", create=True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    link = shared / "catalog"
+    os.symlink(real.root, link)
+    assert Catalog(str(link)).env_dir("prod") == os.path.join(str(link), "prod")
+    os.lchown(link, 65534, 65534)  # whoever owns it can point it elsewhere
+    with pytest.raises(LifeboatError, match="catalog parent symbolic link %s belongs to uid 65534" % link):
+        Catalog(str(link)).env_dir("prod")
+
+
+@pytest.mark.parametrize("name", ["state.json", "journal.json"])
+def test_state_and_journal_must_be_private_regular_files(catalog, tmp_path, name):
+    directory = catalog.env_dir("prod", create=True)
+    read = catalog.read_state if name == "state.json" else catalog.read_journal
+    path = os.path.join(directory, name)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("{}")
+    os.symlink(elsewhere, path)
+    with pytest.raises(LifeboatError, match="cannot read %s" % path):
+        read("prod")
+    os.unlink(path)
+    os.mkfifo(path)
+    with pytest.raises(LifeboatError, match="%s is not a regular file" % path):
+        read("prod")
+    os.unlink(path)
+    with open(path, "w") as handle:
+        handle.write("{}")
+    os.chmod(path, 0o666)
+    with pytest.raises(LifeboatError, match="catalog file %s is writable by group or others" % path):
+        read("prod")
+    os.chmod(path, 0o644)
+    assert read("prod") == {}
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b'{"x": "' + b"a" * (5 * 1024 * 1024) + b'"}', "has more than 4194304 bytes, more than a valid one ever has"),
+    (b'{"x": ' + b"[" * 100000, r"is not valid JSON \(it nests too deeply\)"),
+    (b"[" * 100000, "is not a JSON object"),
+])
+def test_a_hostile_state_gets_a_clear_message(catalog, content, problem):
+    catalog.write_state("prod", {})
+    path = os.path.join(catalog.env_dir("prod"), "state.json")
+    with open(path, "wb") as handle:
+        handle.write(content)
+    with pytest.raises(LifeboatError, match="state.json %s; move it aside and run again" % problem):
+        catalog.read_state("prod")
+
+
+def test_a_journal_is_none_until_written(catalog):
+    catalog.env_dir("prod", create=True)
+    assert catalog.read_journal("prod") is None
+
+
+def test_an_entry_others_can_write_is_ignored(filled):
+    path = os.path.join(filled.env_dir("prod"), "20250101T000100Z-000001.json")
+    os.chmod(path, 0o666)
+    assert "20250101T000100Z-000001" not in [entry["id"] for entry in filled.entries("prod")]
+    assert "writable by group or others" in filled.warnings[0]
 
 
 # ------------------------------------------------------------------------------------------- lock

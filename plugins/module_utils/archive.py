@@ -427,7 +427,7 @@ class _TarInfo(tarfile.TarInfo):
         except ValueError as exc:  # tarfile reads the sparse maps of pax headers with a bare int()
             raise tarfile.ReadError("a member header is damaged (%s)" % exc)
 
-    def _proc_member(self, tar):
+    def _proc_member(self, tar):  # pylint: disable=arguments-renamed  # "tarfile" is the module here
         # tarfile reads a long name or a pax header into memory whole, before any member is seen: bound it.
         if self.type in _EXTENDED_HEADERS and self.size > _MAX_EXTENDED_HEADER:
             raise tarfile.ReadError("an extended header (a long name or pax records) has %d bytes, more than the %d "

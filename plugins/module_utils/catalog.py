@@ -337,8 +337,8 @@ def _check_private(info, path, what):
     if info.st_uid != os.geteuid():
         raise LifeboatError(
             "catalog %s %s belongs to uid %d, not to uid %d that runs Lifeboat: refusing to trust it (its state could "
-            "have been planted); chown it to this user, or use another catalog" % (what, path, info.st_uid,
-                                                                                  os.geteuid()))
+            "have been planted); chown it to this user, or use another catalog"
+            % (what, path, info.st_uid, os.geteuid()))
     if info.st_mode & 0o022:
         raise LifeboatError(
             "catalog %s %s is writable by group or others (mode %04o): refusing to trust it (its state could have "

@@ -247,7 +247,7 @@ class PostgresEngine:
         if not owner and not self.server.database_exists(target):
             # login_user would own it, and the archive's SQL runs as the owner.
             raise SetupError("database %s does not exist yet: set owner to the ordinary role (the application's "
-                                "own, not a superuser) that is to own it" % target)
+                             "own, not a superuser) that is to own it" % target)
         self.stage_empty(target, staging, owner)
         role = self.server.database_properties(staging)["owner"]
         self.tools.restore(dump_path, staging, role)

@@ -856,11 +856,11 @@ class PgTools:
         powers = self.server.superuser_powers(user)
         if powers:
             raise SetupError("restore_user %s is %s, so the archive's SQL could act as a superuser; set "
-                                "restore_user to the login of the owner %s, or leave it unset" % (
-                                    user, ", ".join(powers), owner))
+                             "restore_user to the login of the owner %s, or leave it unset" % (
+                                 user, ", ".join(powers), owner))
         if not self.server.is_member(user, owner):
             raise SetupError("restore_user %s cannot create objects as role %s, which owns the restored "
-                                "database: use that role's login, or GRANT %s TO %s" % (user, owner, owner, user))
+                             "database: use that role's login, or GRANT %s TO %s" % (user, owner, owner, user))
 
     def _probe_login(self, dbname, user, password, owner):
         """Fail before pg_restore, with how to fix it, where the server does not let the restore role log in."""

@@ -28,6 +28,6 @@ def _die_with(parent):
     return set_death_signal
 
 
-def run(argv, **kwargs):
+def run(argv, check=False, **kwargs):
     """``subprocess.run`` whose child gets SIGKILL when this process dies, whatever kills it."""
-    return subprocess.run(argv, preexec_fn=_die_with(os.getpid()), **kwargs)
+    return subprocess.run(argv, preexec_fn=_die_with(os.getpid()), check=check, **kwargs)

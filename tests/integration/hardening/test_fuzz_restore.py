@@ -83,8 +83,8 @@ def known(tmp_path_factory):
         "base": base,
         "backup": (sqlite_snapshot(os.path.join(root, "backup.db")), files_snapshot(os.path.join(root, "store"))),
         "template": live,
-        "live": (sqlite_snapshot(os.path.join(live, "app", "app.db")), files_snapshot(os.path.join(live, "app",
-                                                                                                    "files"))),
+        "live": (sqlite_snapshot(os.path.join(live, "app", "app.db")),
+                 files_snapshot(os.path.join(live, "app", "files"))),
     }
 
 

@@ -60,7 +60,7 @@ def test_the_cause_comes_first_and_the_next_run_cleans_up(pg_cluster_factory, tm
 
     assert stopped.is_set()
     assert result.get("failed"), result
-    cause, _, cleanup = result["msg"].partition("\n(cleaning up afterwards failed too: ")
+    cause, dummy, cleanup = result["msg"].partition("\n(cleaning up afterwards failed too: ")
     assert cause.startswith("pg_restore failed restoring "), result["msg"]
     assert cleanup and "the next run cleans up" in cleanup, result["msg"]
     assert "Traceback" not in result["msg"]

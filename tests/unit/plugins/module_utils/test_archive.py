@@ -1049,7 +1049,7 @@ def test_a_huge_extended_header_is_refused_before_it_is_read(tmp_path, kind):
     zeros = bytes(1024 * 1024)
     with gzip.open(path, "wb", compresslevel=1) as out:
         out.write(header.tobuf(tarfile.GNU_FORMAT))
-        for _ in range(size // len(zeros)):
+        for dummy in range(size // len(zeros)):
             out.write(zeros)
     with open(path, "rb") as handle:
         source = io.BufferedReader(handle)

@@ -102,8 +102,6 @@ def test_mount_point(tmp_path):
     "size, text",
     [(0, "0 bytes"), (1023, "1023 bytes"), (1536, "1.50 KiB"), (1000 * MiB, "1000.00 MiB"), (2**50, "1024.00 TiB")],
 )
-
-
 def test_format_size(size, text):
     assert common.format_size(size) == text
 

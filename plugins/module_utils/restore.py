@@ -140,7 +140,7 @@ def recover(env):
 # derives it itself (a target or the file store, their staging copy, or a previous copy with a time stamp).
 
 _STAMP = re.compile(r"[0-9]{14}\Z")
-_PATH_OPS = {"rename": ("src", "dst"), "link": ("src", "dst"), "replace": ("src", "dst")}
+_PATH_OPS = ("rename", "link", "replace")
 
 
 def _derives(env, base, name, staging):
@@ -164,6 +164,11 @@ def own_name(env, name, base=None):
     return False
 
 
+def _copy_of(env, name, base):
+    """True when ``name`` is a staging or previous copy of ``base`` (a target or the file store), not ``base``."""
+    return name != base and own_name(env, name, base)
+
+
 def _refuse(path, value):
     raise LifeboatError("%s names %r, which is not one of this environment's databases or paths (a target, the file "
                         "store, or their staging or previous copies): refusing to act on it; was the catalog tampered "
@@ -176,12 +181,10 @@ def check_generation(env, generation, path):
         _refuse(path, generation)
     for database in generation["databases"]:
         target = database.get("target") if isinstance(database, dict) else None
-        if target not in env.targets.values() or not own_name(env, database.get("previous"), target) \
-                or database["previous"] == target:
+        if target not in env.targets.values() or not _copy_of(env, database.get("previous"), target):
             _refuse(path, database)
     files = generation.get("files")
-    if files is not None and (not env.files_path or files == env.files_path
-                              or not own_name(env, files, env.files_path)):
+    if files is not None and not (env.files_path and _copy_of(env, files, env.files_path)):
         _refuse(path, files)
 
 
@@ -214,11 +217,11 @@ def check_journal(env, journal):
         if kind == "pg_swap" and isinstance(op.get("pairs"), list):
             for pair in op["pairs"]:
                 target, staging, previous = pair if isinstance(pair, list) and len(pair) == 3 else (None,) * 3
-                if target not in env.targets.values() or not own_name(env, staging, target) or staging == target \
-                        or previous is not None and (previous == target or not own_name(env, previous, target)):
+                if target not in env.targets.values() or not _copy_of(env, staging, target) \
+                        or previous is not None and not _copy_of(env, previous, target):
                     _refuse(path, pair)
         elif kind in _PATH_OPS:
-            for key in _PATH_OPS[kind]:
+            for key in ("src", "dst"):
                 if not own_name(env, op.get(key)):
                     _refuse(path, op.get(key))
             if kind == "replace" and not isinstance(op.get("inode"), int):

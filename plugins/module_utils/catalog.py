@@ -27,6 +27,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     atomic_write_json,
     check_name,
+    is_valid_name,
     fsync_dir,
     isoformat,
     parse_json_object,
@@ -96,7 +97,7 @@ class Catalog:
         except FileNotFoundError:
             return []
         self._check_root()
-        return sorted(name for name in names if _is_safe_name(name) and os.path.isdir(os.path.join(self.root, name)))
+        return sorted(name for name in names if is_valid_name(name) and os.path.isdir(os.path.join(self.root, name)))
 
     def tmp_dir(self, env):
         path = os.path.join(self.env_dir(env, create=True), TMP_NAME)
@@ -377,14 +378,6 @@ def _open_lock(path, flags):
         raise
     except OSError as exc:
         raise LifeboatError("cannot open the lock file %s: %s; run as the catalog's owner" % (path, exc.strerror))
-
-
-def _is_safe_name(name):
-    try:
-        check_name(name, "environment")
-    except LifeboatError:
-        return False
-    return True
 
 
 def _read_holder(fd):

@@ -46,6 +46,15 @@ def check_name(value, what):
     return value
 
 
+def is_valid_name(value):
+    """Whether check_name would take ``value``."""
+    try:
+        check_name(value, "name")
+    except LifeboatError:
+        return False
+    return True
+
+
 def utcnow():
     return datetime.datetime.now(datetime.timezone.utc)
 

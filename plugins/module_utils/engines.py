@@ -184,6 +184,10 @@ class SqliteEngine:
     def after_swap(self, targets, previous):
         pass
 
+    def read_through(self, dump_path):
+        raise LifeboatError("it is a PostgreSQL custom-format dump, but environment %s has engine sqlite; upload it to "
+                            "an environment with engine postgresql" % self.params["environment"])
+
     def close(self):
         pass
 
@@ -211,6 +215,10 @@ class PostgresEngine:
 
     def exists(self, target):
         return self.server.database_exists(target)
+
+    def read_through(self, dump_path):
+        """Read a custom-format dump to its end with the pg_restore a restore would use."""
+        self.tools.read_through(dump_path)
 
     def dump(self, target, dest):
         self.tools.dump(target, dest)

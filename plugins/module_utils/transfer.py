@@ -28,6 +28,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     CHUNK_SIZE,
     LifeboatError,
     check_name,
+    is_valid_name,
     fsync_dir,
     isoformat,
     new_backup_id,
@@ -364,12 +365,9 @@ def inspect_archive(path, params, scratch, name=None, sha256=None):
 def _read_through(dump, params, shown):
     """Have the pg_restore that would restore a bare dump read it to its end, so that a truncated or damaged one
     is refused now and not at restore. pg_restore is chosen for the environment's server, as for a restore."""
-    if params["engine"] != "postgresql":
-        raise LifeboatError("it is a PostgreSQL custom-format dump, but environment %s has engine %s; upload it to "
-                            "an environment with engine postgresql" % (params["environment"], params["engine"]))
     engine = open_engine(params)
     try:
-        engine.tools.read_through(dump)
+        engine.read_through(dump)
     except LifeboatError as exc:
         raise LifeboatError(str(exc).replace(dump, shown)) from None
     finally:
@@ -397,17 +395,9 @@ def _is_version(value):
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_VERSION
 
 
-def _is_name(value):
-    try:
-        check_name(value, "name")
-    except LifeboatError:
-        return False
-    return True
-
-
 def _is_versions(value):
     return isinstance(value, dict) and len(value) <= _MAX_ITEMS and all(
-        _is_name(name) and _is_version(version) for name, version in value.items())
+        is_valid_name(name) and _is_version(version) for name, version in value.items())
 
 
 _TEXT = (_is_text, "a string of at most %d characters" % _MAX_TEXT)
@@ -421,7 +411,7 @@ _CARRIED = {
     "structure_version": (_is_version, "an integer from 0 to %d" % MAX_VERSION),
     "linked_structure_versions": (_is_versions, "an object of at most %d project names with such integers"
                                   % _MAX_ITEMS),
-    "project": (_is_name, "a project name"),
+    "project": (is_valid_name, "a project name"),
 }
 # What it says about the backup it was: kept as the entry's ``source``.
 _SOURCE = {"backup_id": _TEXT, "environment": _TEXT, "created_at": _TEXT, "label": _OPTIONAL_TEXT}

@@ -752,10 +752,18 @@ def read_counting(path, **kwargs):
 
 
 def fake_free_space(monkeypatch, free):
-    """Make every filesystem report ``free`` bytes (a callable: the bytes at each check)."""
-    free_at = free if callable(free) else lambda: free
-    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(f_bavail=free_at() // 4096, f_frsize=4096,
-                                                                          f_files=0, f_favail=0))
+    """Make every filesystem report ``free`` bytes (a list: the bytes at the first checks, then the last one over
+    again); returns the list of checks made so far."""
+    answers = free if isinstance(free, list) else [free]
+    checks = []
+
+    def statvfs(path):
+        checks.append(path)
+        return types.SimpleNamespace(f_bavail=answers[min(len(checks), len(answers)) - 1] // 4096, f_frsize=4096,
+                                     f_files=0, f_favail=0)
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
+    return checks
 
 
 @pytest.fixture(scope="module")
@@ -825,13 +833,7 @@ def test_metadata_sizes_allow_for_a_file_store_that_grew(tmp_path, dump, store):
 
 def test_free_space_is_checked_again_as_a_bare_dump_streams(tmp_path, monkeypatch):
     """A bare dump declares no size: free space is checked every 16 MiB, and the copy stops before the margin."""
-    checks = []
-
-    def free():
-        checks.append(None)
-        return 300 * MiB if len(checks) == 1 else 70 * MiB
-
-    fake_free_space(monkeypatch, free)
+    checks = fake_free_space(monkeypatch, [300 * MiB, 70 * MiB])
     size, data = repeated(b"PGDMP", 8 * MiB)
     dump = tmp_path / "big.backup"
     with open(dump, "wb") as handle:
@@ -845,13 +847,7 @@ def test_free_space_is_checked_again_as_a_bare_dump_streams(tmp_path, monkeypatc
 
 def test_free_space_is_checked_again_as_members_stream(tmp_path, monkeypatch):
     """Without .metadata, many small members: the check comes back at least every 16 MiB."""
-    checks = []
-
-    def free():
-        checks.append(None)
-        return 300 * MiB if len(checks) == 1 else 70 * MiB
-
-    fake_free_space(monkeypatch, free)
+    checks = fake_free_space(monkeypatch, [300 * MiB, 70 * MiB])
     members = [member("db/db.backup", DUMP)] + [member("tree/f%d" % n, b"x" * 100_000) for n in range(200)]
     path = build_tar(tmp_path / "snapshot.tar", members)
     with pytest.raises(LifeboatError, match=r"not enough free space for member tree/f\d+ of archive"):

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller half of lifeboat.backup.backup_download: ask the node which archive, skip it when dest has it,
 else fetch it with the connection's file transfer into a temporary name, check it and rename it into place.
-The node half is module_utils/transfer.py.
+The node half is module_utils/backup_download.py.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 # Copyright: Lifeboat maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller half of lifeboat.backup.backup_upload: checksum the archive, ask the node whether it has it
-already, and only if not send it with the connection's file transfer. The node half is module_utils/transfer.py.
+already, and only if not send it with the connection's file transfer. The node half is module_utils/backup_upload.py.
 """
 
 from __future__ import annotations

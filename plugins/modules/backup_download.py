@@ -155,7 +155,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
-from ansible_collections.lifeboat.backup.plugins.module_utils.transfer import download
+from ansible_collections.lifeboat.backup.plugins.module_utils.backup_download import download
 
 
 def main():

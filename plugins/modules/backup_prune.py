@@ -162,7 +162,7 @@ damaged:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.retention import PRESETS, prune
+from ansible_collections.lifeboat.backup.plugins.module_utils.backup_prune import PRESETS, prune
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 
 

@@ -266,7 +266,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import 
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import RESTORE_REQUIRED_BY, restore_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
-from ansible_collections.lifeboat.backup.plugins.module_utils.transfer import upload
+from ansible_collections.lifeboat.backup.plugins.module_utils.backup_upload import upload
 
 
 def main():

@@ -101,7 +101,7 @@ needed_space:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lifeboat.backup.plugins.module_utils.envinfo import environment_info
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment_info import environment_info
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 

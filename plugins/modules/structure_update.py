@@ -195,7 +195,7 @@ duration:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
-from ansible_collections.lifeboat.backup.plugins.module_utils.structure import (
+from ansible_collections.lifeboat.backup.plugins.module_utils.structure_update import (
     UPDATE_CONSTRAINTS,
     update_environment,
     update_options,

@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import engines, postgres, restore
+from ansible_collections.lifeboat.backup.plugins.module_utils import engines, postgres, backup_restore
 
 
 def die():
@@ -61,11 +61,11 @@ def wrap(owner, name, before=False, nth=1):
 
 POINTS = {
     "during_pg_restore": kill_during_pg_restore,
-    "after_staging": lambda: wrap(restore, "_write_journal", before=True),
-    "after_journal": lambda: wrap(restore, "_write_journal", before=False),
+    "after_staging": lambda: wrap(backup_restore, "_write_journal", before=True),
+    "after_journal": lambda: wrap(backup_restore, "_write_journal", before=False),
     "during_commit": lambda: wrap(engines.PostgresEngine, "apply_swap", before=False),
-    "between_file_ops": lambda: wrap(restore, "apply_op", before=False),
-    "before_finish": lambda: wrap(restore, "_finish", before=True),
+    "between_file_ops": lambda: wrap(backup_restore, "apply_op", before=False),
+    "before_finish": lambda: wrap(backup_restore, "_finish", before=True),
 }
 
 
@@ -74,7 +74,7 @@ def main():
     POINTS[point]()
     # A watchdog: a point that is never reached must not hang the test.
     threading.Timer(60, die).start()
-    result = restore.restore(json.loads(params_json))
+    result = backup_restore.restore(json.loads(params_json))
     print(json.dumps(result))
     os._exit(3)  # the point was never reached
 

@@ -31,7 +31,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import LOCK_NAME
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
-from ansible_collections.lifeboat.backup.plugins.module_utils.restore import restore
+from ansible_collections.lifeboat.backup.plugins.module_utils.backup_restore import restore
 from ansible_collections.lifeboat.backup.plugins.modules import backup_restore
 from ansible_collections.lifeboat.backup.tests import fuzzing
 from datasets import files_snapshot, sqlite_snapshot

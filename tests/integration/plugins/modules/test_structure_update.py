@@ -17,7 +17,7 @@ import textwrap
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import structure
+from ansible_collections.lifeboat.backup.plugins.module_utils import structure_update
 from playbook import run_play, run_tasks
 
 MODULE = "lifeboat.backup.structure_update"
@@ -102,7 +102,7 @@ def pg_owners(cluster, db):
 def test_postgres_check_mode_apply_idempotence_diff_and_owner(pg_cluster, tmp_path):
     db = new_pg_database(pg_cluster)
     params = dict(pg_cluster.conn_params(tcp=True), environment="shop", database=db)
-    structure.update("postgresql", params, db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
+    structure_update.update("postgresql", params, db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
     args = dict(params, migrations=migrations_dir(tmp_path / "migrations", PG_MIGRATIONS))
 
     results, process = run_play([
@@ -137,10 +137,11 @@ def test_postgres_drift_newer_failure_and_command(pg_cluster, tmp_path):
 
     drift_db, newer_db, failing_db, command_db = (new_pg_database(pg_cluster) for _index in range(4))
     for db in (drift_db, newer_db):
-        structure.update("postgresql", conn, db, migrations=full)
+        structure_update.update("postgresql", conn, db, migrations=full)
     pg_cluster.psql("INSERT INTO lifeboat_schema_history (version, description, sha256, duration) "
                     "VALUES (5, 'from a newer release', 'x', 0)", db=newer_db)
-    structure.update("postgresql", conn, failing_db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
+    structure_update.update("postgresql", conn, failing_db,
+                            migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
     edited = migrations_dir(tmp_path / "edited", PG_MIGRATIONS, **{
         "V2__add_email.sql": "ALTER TABLE customers ADD COLUMN email varchar(200);\n",
         "V4__add_notes.sql": "CREATE TABLE notes (body text);\n",
@@ -206,7 +207,8 @@ def test_sqlite_check_apply_idempotence_failure_and_command(tmp_path):
     for path in (app, broken_app, command_app):
         sqlite3.connect(path).close()
     for path in (app, broken_app):
-        structure.update("sqlite", {}, path, migrations=migrations_dir(tmp_path / "v1", SQLITE_MIGRATIONS, upto=1))
+        structure_update.update("sqlite", {}, path,
+                                migrations=migrations_dir(tmp_path / "v1", SQLITE_MIGRATIONS, upto=1))
     full = migrations_dir(tmp_path / "migrations", SQLITE_MIGRATIONS)
     broken = migrations_dir(tmp_path / "broken", SQLITE_MIGRATIONS, **{"V3__create_tags.sql": FAILING_V3})
     command, log = updater(tmp_path)
@@ -228,7 +230,7 @@ def test_sqlite_check_apply_idempotence_failure_and_command(tmp_path):
     assert real["changed"] is True and real["applied"] == [2, 3] and real["version_before"] == 1, real
     assert real["diff"] == {"before": {"version": 1}, "after": {"version": 3}} and real["role"] is None
     assert again["changed"] is False and again["applied"] == [], again
-    assert structure.current_version("sqlite", {}, app) == 3
+    assert structure_update.current_version("sqlite", {}, app) == 3
     with sqlite3.connect(app) as connection:
         assert connection.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('tags', 'tags_page')"
                                   ).fetchone() == (2,)
@@ -236,7 +238,7 @@ def test_sqlite_check_apply_idempotence_failure_and_command(tmp_path):
 
     assert failing.get("failed") and "migration V3__create_tags.sql failed" in failing["msg"], failing
     assert "no such table: no_such_table" in failing["msg"] and "line 2" in failing["msg"]
-    assert structure.current_version("sqlite", {}, broken_app) == 2
+    assert structure_update.current_version("sqlite", {}, broken_app) == 2
     with sqlite3.connect(broken_app) as connection:
         assert connection.execute("SELECT name FROM sqlite_master WHERE name = 'v3_first'").fetchall() == []
     connection.close()

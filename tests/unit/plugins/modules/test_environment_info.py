@@ -11,7 +11,7 @@ import sqlite3
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
-from ansible_collections.lifeboat.backup.plugins.module_utils.envinfo import free_space
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment_info import free_space
 from ansible_collections.lifeboat.backup.plugins.modules import environment_info
 
 

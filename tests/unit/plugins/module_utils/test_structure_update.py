@@ -10,9 +10,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import structure
+from ansible_collections.lifeboat.backup.plugins.module_utils import structure_update
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
-from ansible_collections.lifeboat.backup.plugins.module_utils.structure import (
+from ansible_collections.lifeboat.backup.plugins.module_utils.structure_update import (
     Migration,
     command_argv,
     history_table_name,
@@ -315,4 +315,4 @@ def test_pg_option_value(value, escaped):
 def test_update_needs_exactly_one_of_migrations_and_command(tmp_path):
     for kwargs in ({}, {"migrations": str(tmp_path), "command": "true"}):
         with pytest.raises(LifeboatError, match="either migrations"):
-            structure.update("sqlite", {}, str(tmp_path / "x.db"), **kwargs)
+            structure_update.update("sqlite", {}, str(tmp_path / "x.db"), **kwargs)

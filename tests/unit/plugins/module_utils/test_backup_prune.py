@@ -18,7 +18,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     new_backup_id,
     parse_isoformat,
 )
-from ansible_collections.lifeboat.backup.plugins.module_utils.retention import (
+from ansible_collections.lifeboat.backup.plugins.module_utils.backup_prune import (
     RULES as RULE_KEYS,
     generation_paths,
     parse_within,

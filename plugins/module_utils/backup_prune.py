@@ -22,8 +22,8 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     utcnow,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import Environment
-from ansible_collections.lifeboat.backup.plugins.module_utils.listing import check_archive
-from ansible_collections.lifeboat.backup.plugins.module_utils.restore import checked_state, drop_generation
+from ansible_collections.lifeboat.backup.plugins.module_utils.backup_info import check_archive
+from ansible_collections.lifeboat.backup.plugins.module_utils.backup_restore import checked_state, drop_generation
 
 # Bucket rules: for each of the N most recent periods that have backups, the newest backup in it (UTC).
 PERIODS = {

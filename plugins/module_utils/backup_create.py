@@ -10,7 +10,7 @@ import os
 import tempfile
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, encryption, structure
+from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, encryption, structure_update
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     isoformat,
@@ -101,7 +101,7 @@ def _write(env, params, work):
         "server_version": env.engine.server_version(),
         "tool_version": TOOL_VERSION,
     }
-    versions = {name: structure.current_version(env.engine.name, env.engines[name].params, target)
+    versions = {name: structure_update.current_version(env.engine.name, env.engines[name].params, target)
                 for name, target in env.targets.items()}
     if versions[MAIN] is not None:
         manifest["structure_version"] = versions[MAIN]

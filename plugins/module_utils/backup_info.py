@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import age, encryption
-from ansible_collections.lifeboat.backup.plugins.module_utils.backup import entry_result
+from ansible_collections.lifeboat.backup.plugins.module_utils.backup_create import entry_result
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import JOURNAL_NAME, STATE_NAME, Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,

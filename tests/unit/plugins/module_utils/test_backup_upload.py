@@ -16,7 +16,7 @@ import tarfile
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, transfer
+from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, backup_download, backup_upload
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, sha256_file
 from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import PgTools
@@ -108,14 +108,14 @@ def params(tmp_path, **extra):
 def send(tmp_path, source, **extra):
     """What the action plugin does: checksum on the 'controller', probe, 'transfer' into a tmp dir, import."""
     values = params(tmp_path, src=source, _sha256=sha256_file(source), _size=os.path.getsize(source), **extra)
-    probe = transfer.upload(values)
+    probe = backup_upload.upload(values)
     if not probe.get("upload_needed"):
         return probe, None
     remote_tmp = tmp_path / "remote-tmp"
     remote_tmp.mkdir(exist_ok=True)
     uploaded = remote_tmp / "lifeboat-upload"
     uploaded.write_bytes(open(source, "rb").read())
-    return transfer.upload(dict(values, _uploaded=str(uploaded))), str(uploaded)
+    return backup_upload.upload(dict(values, _uploaded=str(uploaded))), str(uploaded)
 
 
 def tmp_leftovers(tmp_path, env="acc"):
@@ -146,7 +146,7 @@ def test_inspect_recognises_every_kind_by_content(sources, tmp_path, read_throug
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     key = {"encryption": {"mode": "none", "passphrase": PASSPHRASE}}
-    facts, suffix, verification = transfer.inspect_archive(
+    facts, suffix, verification = backup_upload.inspect_archive(
         sources[kind], params(tmp_path, engine="postgresql", **key), str(scratch), "whatever.name")
     got = (facts["kind"], suffix, verification, facts["engine"], facts["compression"], facts["encryption"]["mode"])
     assert got == expected
@@ -156,13 +156,13 @@ def test_inspect_recognises_every_kind_by_content(sources, tmp_path, read_throug
 
 
 def test_inspect_reports_what_a_manifest_would(sources, tmp_path):
-    facts, _suffix, _check = transfer.inspect_archive(sources["lifeboat"], params(tmp_path), str(tmp_path / "one"))
+    facts, _suffix, _check = backup_upload.inspect_archive(sources["lifeboat"], params(tmp_path), str(tmp_path / "one"))
     assert facts["files"] == {"count": 1, "size": 5000}
     assert facts["source"] == {"backup_id": "20250101T000000Z-abcdef", "environment": "prod",
                                "created_at": "2025-01-01T00:00:00Z", "label": "nightly"}
     assert facts["structure_version"] == 7 and facts["server_version"] == "3.40"
     assert "label" not in facts and "format" not in facts and "backup_id" not in facts
-    facts, _suffix, _check = transfer.inspect_archive(sources["mendix"], params(tmp_path), str(tmp_path / "two"))
+    facts, _suffix, _check = backup_upload.inspect_archive(sources["mendix"], params(tmp_path), str(tmp_path / "two"))
     assert facts["files"] == {"count": 1, "size": 5}
     assert facts["model_version"] == "9.24.1"
     assert facts["databases"] == [{"name": "db", "size": len(PGDUMP), "sha256": hashlib.sha256(PGDUMP).hexdigest()}]
@@ -176,7 +176,7 @@ SPOOFED = {"projects": [{"name": "db", "path": "/etc/shadow"}], "padding": "x" *
 def test_inspect_carries_only_known_manifest_keys(tmp_path):
     spoofed = lifeboat_archive(tmp_path / "spoofed.tar", sqlite_db(tmp_path / "source.db"),
                                linked_structure_versions={"crm": 3}, project="shop", **SPOOFED)
-    facts, _suffix, _check = transfer.inspect_archive(spoofed, params(tmp_path), str(tmp_path / "scratch"))
+    facts, _suffix, _check = backup_upload.inspect_archive(spoofed, params(tmp_path), str(tmp_path / "scratch"))
     assert set(facts) == {"kind", "engine", "databases", "files", "compression", "encryption", "server_version",
                           "tool_version", "structure_version", "linked_structure_versions", "project", "source"}
     assert (facts["linked_structure_versions"], facts["project"]) == ({"crm": 3}, "shop")
@@ -220,7 +220,7 @@ def test_known_manifest_key_with_a_wrong_value_refuses_the_upload(tmp_path, key,
                                          ("download.bin", ".tar.age")])
 def test_encrypted_archive_without_key_is_checked_by_its_header(sources, tmp_path, name, suffix):
     # A login_password (module_defaults may set one) is no key for a plain upload.
-    facts, got, verification = transfer.inspect_archive(sources["age"], params(tmp_path, login_password="db-pw"),
+    facts, got, verification = backup_upload.inspect_archive(sources["age"], params(tmp_path, login_password="db-pw"),
                                                         str(tmp_path), name)
     assert (facts["kind"], got, verification) == (None, suffix, "header")
     assert facts["encryption"] == {"mode": "passphrase", "recipients": [], "stanzas": ["scrypt"]}
@@ -261,13 +261,13 @@ def test_inspect_rejects_damaged_archives_and_leaves_nothing(sources, tmp_path, 
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     with pytest.raises(LifeboatError, match=message):
-        transfer.inspect_archive(damaged(sources, tmp_path, how), params(tmp_path), str(scratch))
+        backup_upload.inspect_archive(damaged(sources, tmp_path, how), params(tmp_path), str(scratch))
     assert [name for _root, _dirs, files in os.walk(scratch) for name in files] == []
 
 
 def test_wrong_key_is_rejected(sources, tmp_path):
     with pytest.raises(LifeboatError, match="wrong passphrase or key"):
-        transfer.inspect_archive(sources["age"], params(tmp_path, encryption={"mode": "none", "passphrase": "nope"}),
+        backup_upload.inspect_archive(sources["age"], params(tmp_path, encryption={"mode": "none", "passphrase": "nope"}),
                                  str(tmp_path))
 
 
@@ -277,7 +277,7 @@ def test_wrong_key_is_rejected(sources, tmp_path):
 def test_upload_registers_once_and_then_finds_it(sources, tmp_path):
     source = sources["mendix"]
     digest = sha256_file(source)
-    check = transfer.upload(params(tmp_path, src=source, _sha256=digest, _size=os.path.getsize(source)),
+    check = backup_upload.upload(params(tmp_path, src=source, _sha256=digest, _size=os.path.getsize(source)),
                             check_mode=True)
     assert check["changed"] is True and check["backup"]["id"] is None and "upload_needed" not in check
     assert not os.path.exists(tmp_path / "catalog"), "check mode and the probe write nothing"
@@ -349,10 +349,10 @@ def test_upload_damaged_in_transfer_is_rejected(sources, tmp_path):
     values = params(tmp_path, src=source, _sha256=sha256_file(source), _size=os.path.getsize(source),
                     _uploaded=str(uploaded))
     with pytest.raises(LifeboatError, match="damaged in transfer"):
-        transfer.upload(values)
+        backup_upload.upload(values)
     uploaded.write_bytes(open(source, "rb").read()[:100])
     with pytest.raises(LifeboatError, match="cut off"):
-        transfer.upload(values)
+        backup_upload.upload(values)
     assert Catalog(str(tmp_path / "catalog")).entries("acc") == [] and tmp_leftovers(tmp_path) == []
 
 
@@ -367,12 +367,12 @@ def test_label_of_another_backup_is_refused_before_sending(sources, tmp_path):
 def test_not_enough_space_is_refused_before_sending(sources, tmp_path):
     values = params(tmp_path, _sha256="0" * 64, _size=1 << 60)
     with pytest.raises(LifeboatError, match="MiB free.*nothing was sent"):
-        transfer.upload(values)
+        backup_upload.upload(values)
 
 
 def test_the_module_needs_its_action_plugin(tmp_path):
     with pytest.raises(LifeboatError, match="action plugin"):
-        transfer.upload(params(tmp_path))
+        backup_upload.upload(params(tmp_path))
 
 
 def test_upload_and_restore_into_sqlite_then_again_unchanged(sources, tmp_path):
@@ -415,7 +415,7 @@ def test_move_in_copies_across_file_systems(tmp_path):
     with open(source, "wb") as handle:
         handle.write(b"x" * 3000000)
     try:
-        transfer._move_in(source, str(tmp_path / "in"))
+        backup_upload._move_in(source, str(tmp_path / "in"))
     finally:
         if os.path.exists(source):
             os.unlink(source)
@@ -436,7 +436,7 @@ def test_move_in_refuses_anything_but_a_plain_file(tmp_path, form):
     else:
         uploaded.mkdir()
     with pytest.raises(LifeboatError):
-        transfer._move_in(str(uploaded), str(tmp_path / "in"))
+        backup_upload._move_in(str(uploaded), str(tmp_path / "in"))
     assert not os.path.lexists(tmp_path / "in")
     assert stat.S_IMODE(os.stat(target).st_mode) != 0 and target.read_bytes() == b"secret"
 
@@ -447,7 +447,7 @@ def test_move_in_gives_a_foreign_file_to_us(tmp_path):
     uploaded = tmp_path / "lifeboat-upload"
     uploaded.write_bytes(b"data")
     os.chown(uploaded, nobody.pw_uid, nobody.pw_gid)
-    transfer._move_in(str(uploaded), str(tmp_path / "in"))
+    backup_upload._move_in(str(uploaded), str(tmp_path / "in"))
     info = os.stat(tmp_path / "in")
     assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600)
 
@@ -464,13 +464,13 @@ def catalog_with_backup(sources, tmp_path):
 def test_download_resolves_id_label_and_latest(catalog_with_backup, tmp_path):
     _catalog, backup = catalog_with_backup
     for ref in (backup["id"], "first", "latest"):
-        found = transfer.download(params(tmp_path, backup=ref, dest="/x"))
+        found = backup_download.download(params(tmp_path, backup=ref, dest="/x"))
         assert found["backup"]["id"] == backup["id"] and found["sha256"] == backup["sha256"]
         assert found["size"] == os.path.getsize(backup["path"]) and "export_path" not in found
     with pytest.raises(LifeboatError, match="has no backup 'nope'"):
-        transfer.download(params(tmp_path, backup="nope"))
+        backup_download.download(params(tmp_path, backup="nope"))
     with pytest.raises(LifeboatError, match="has no backups"):
-        transfer.download(params(tmp_path, environment="other", backup="latest"))
+        backup_download.download(params(tmp_path, environment="other", backup="latest"))
 
 
 def test_download_notices_a_damaged_archive(catalog_with_backup, tmp_path):
@@ -478,13 +478,13 @@ def test_download_notices_a_damaged_archive(catalog_with_backup, tmp_path):
     with open(backup["path"], "ab") as handle:
         handle.write(b"more")
     with pytest.raises(LifeboatError, match="is damaged"):
-        transfer.download(params(tmp_path, backup="latest"))
+        backup_download.download(params(tmp_path, backup="latest"))
 
 
 def test_export_to_ourselves_hands_out_the_catalog_path(catalog_with_backup, tmp_path):
     _catalog, backup = catalog_with_backup
     (tmp_path / "ours").mkdir()
-    assert transfer.export(backup["path"], str(tmp_path / "ours")) == backup["path"]
+    assert backup_download.export(backup["path"], str(tmp_path / "ours")) == backup["path"]
     assert os.listdir(tmp_path / "ours") == []
 
 
@@ -496,7 +496,7 @@ def test_export_gives_a_copy_to_the_connection_user(catalog_with_backup, tmp_pat
     remote_tmp.mkdir(mode=0o700)
     os.chown(remote_tmp, nobody.pw_uid, nobody.pw_gid)
     before = os.stat(backup["path"])
-    copy = transfer.export(backup["path"], str(remote_tmp))
+    copy = backup_download.export(backup["path"], str(remote_tmp))
     info = os.stat(copy)
     assert os.path.dirname(copy) == str(remote_tmp) and info.st_ino != before.st_ino
     assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (nobody.pw_uid, nobody.pw_gid, 0o600)
@@ -516,5 +516,5 @@ def test_export_does_not_follow_a_planted_link(catalog_with_backup, tmp_path):
     victim.write_bytes(b"keep me")
     (remote_tmp / os.path.basename(backup["path"])).symlink_to(victim)
     with pytest.raises(LifeboatError, match="already exists"):
-        transfer.export(backup["path"], str(remote_tmp))
+        backup_download.export(backup["path"], str(remote_tmp))
     assert victim.read_bytes() == b"keep me" and os.stat(victim).st_uid == 0

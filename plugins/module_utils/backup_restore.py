@@ -15,7 +15,7 @@ import re
 import tempfile
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import archive, encryption, structure
+from ansible_collections.lifeboat.backup.plugins.module_utils import archive, encryption, structure_update
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import STATE_NAME
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
@@ -373,7 +373,7 @@ def _stage(env, params, source, warnings):
         options = _update_options(env, name, update, params["force"])
         if options:
             # On the staging copy: a migration that fails leaves the environment untouched.
-            updated = structure.update(env.engine.name, env.engines[name].params, staging, **options)
+            updated = structure_update.update(env.engine.name, env.engines[name].params, staging, **options)
             warnings.extend(updated.pop("warnings", []))
             updates[name] = {key: updated.get(key) for key in ("applied", "version_before", "version_after")}
         previous = env.engine.previous_name(target, stamp) if env.engine.exists(target) else None
@@ -417,7 +417,7 @@ def _update_options(env, name, update, force):
     """structure_update's options for one database: linked projects bring their own migrations, or none."""
     if not update:
         return None
-    options = {key: update.get(key) for key in structure.UPDATE_KEYS}
+    options = {key: update.get(key) for key in structure_update.UPDATE_KEYS}
     if name != MAIN:
         if name not in env.migrations:
             return None
@@ -433,7 +433,7 @@ def _check_structure_version(manifest, update, force):
     if backup_version is not None and (not isinstance(backup_version, int) or isinstance(backup_version, bool)):
         raise LifeboatError("the archive's manifest gives structure_version as %.60r, not an integer: the archive was "
                             "altered or made by another tool; nothing was changed" % (backup_version,))
-    project = structure.project_version(update["migrations"]) if update.get("migrations") else None
+    project = structure_update.project_version(update["migrations"]) if update.get("migrations") else None
     if backup_version is not None and project is not None and backup_version > project and not force:
         raise LifeboatError(
             "backup %s has structure version %d, newer than the project's migrations (%d): restoring it would "

@@ -25,7 +25,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     sha256_file,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
-from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import derived_name
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import derived_name
 
 VERIFY_CHOICES = ["none", "checksum", "restore"]
 # Scratch copies of verify: restore, beside the environment's database like the staging copies of a restore.

@@ -26,7 +26,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     sha256_file,
     utcnow,
 )
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines import (
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.base import (
     PREVIOUS_SUFFIX,
     apply_op,
     op_done,

@@ -34,7 +34,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     sha256_file,
     utcnow,
 )
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines import open_engine
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import open_engine
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import ENGINES, MAIN, Environment
 from ansible_collections.lifeboat.backup.plugins.module_utils.structure_update import MAX_VERSION
 

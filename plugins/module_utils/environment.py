@@ -9,8 +9,9 @@ import os
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import DEFAULT_CATALOG, Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, check_name, utcnow
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines import PREVIOUS_SUFFIX, STAGE_SUFFIX, open_engine
-from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import connection_argument_spec
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.base import PREVIOUS_SUFFIX, STAGE_SUFFIX
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import open_engine
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import connection_argument_spec
 
 # The archive member name of the main database; linked projects use their own names.
 MAIN = "db"

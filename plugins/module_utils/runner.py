@@ -9,7 +9,10 @@ import errno
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
-from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
+    HAS_PSYCOPG,
+    PSYCOPG_IMPORT_ERROR,
+)
 
 
 def require_libraries(module):

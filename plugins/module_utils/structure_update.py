@@ -23,15 +23,16 @@ import time
 from typing import NamedTuple
 from urllib.parse import quote, urlencode
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import process, sqlite
+from ansible_collections.lifeboat.backup.plugins.module_utils import process
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines import sqlite
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     isoformat,
     utcnow,
 )
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines import SqliteEngine
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.sqlite import SqliteEngine
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment, private_tmp
-from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import (
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
     HAS_PSYCOPG,
     STDERR_LINES,
     PgTools,

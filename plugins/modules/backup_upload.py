@@ -264,7 +264,10 @@ previous:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import RESTORE_REQUIRED_BY, restore_argument_spec
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
+    RESTORE_REQUIRED_BY,
+    restore_argument_spec,
+)
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_upload import upload
 

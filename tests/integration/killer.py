@@ -18,7 +18,8 @@ import sys
 import threading
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import engines, postgres, backup_restore
+from ansible_collections.lifeboat.backup.plugins.module_utils import backup_restore
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines import postgresql, postgresql_server
 
 
 def die():
@@ -40,7 +41,7 @@ def kill_during_pg_restore():
             raise AssertionError("pg_restore finished before it could be interrupted; use a bigger data set")
         return original(argv, *args, **kwargs)  # pylint: disable=subprocess-run-check  # as the caller asked
 
-    postgres.subprocess.run = run
+    postgresql_server.subprocess.run = run
 
 
 def wrap(owner, name, before=False, nth=1):
@@ -63,7 +64,7 @@ POINTS = {
     "during_pg_restore": kill_during_pg_restore,
     "after_staging": lambda: wrap(backup_restore, "_write_journal", before=True),
     "after_journal": lambda: wrap(backup_restore, "_write_journal", before=False),
-    "during_commit": lambda: wrap(engines.PostgresEngine, "apply_swap", before=False),
+    "during_commit": lambda: wrap(postgresql.PostgresEngine, "apply_swap", before=False),
     "between_file_ops": lambda: wrap(backup_restore, "apply_op", before=False),
     "before_finish": lambda: wrap(backup_restore, "_finish", before=True),
 }

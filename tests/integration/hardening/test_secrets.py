@@ -25,7 +25,7 @@ import pytest
 import yaml
 from psycopg import sql
 
-from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import restore_role_prefix
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import restore_role_prefix
 from datasets import damage_pg, make_pg_app, pg_snapshot
 from playbook import ansible_env, play_tasks, run_module
 

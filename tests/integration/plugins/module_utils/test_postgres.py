@@ -16,7 +16,7 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from psycopg import sql
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
-from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import (
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
     PgTools,
     PostgresServer,
     connection_argument_spec,

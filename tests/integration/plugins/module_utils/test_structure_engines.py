@@ -143,7 +143,7 @@ def test_postgres_role_option_and_roles_that_cannot_be_used(pg, tmp_path):
     cluster.psql("CREATE ROLE \"%s\" LOGIN PASSWORD 'pw-%s'" % (login, login))
     with pytest.raises(LifeboatError, match="cannot act as role %s .*GRANT %s TO %s" % (db, db, login)):
         structure_update.update("postgresql", dict(params, login_user=login, login_password="pw-" + login), db,
-                         migrations=full)
+                                migrations=full)
     with pytest.raises(LifeboatError, match="does not exist"):
         structure_update.update("postgresql", params, db + "_missing", migrations=full)
 
@@ -280,7 +280,7 @@ def test_postgres_command_environment(pg, tmp_path):
     # The passfile goes to the environment's private directory in the catalog.
     params = dict(params, environment="shop", catalog=str(tmp_path / "catalog"))
     done = structure_update.update("postgresql", params, db, command=[sys.executable, str(script), str(out)],
-                            chdir=str(tmp_path))
+                                   chdir=str(tmp_path))
     assert done["changed"] is True and done["command_result"]["stdout"] == "updated"
     info = json.loads(out.read_text())
     assert info["PGHOST"] == cluster.host and info["PGPORT"] == str(cluster.port)

@@ -19,7 +19,7 @@ import pytest
 from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, backup_download, backup_upload
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, sha256_file
-from ansible_collections.lifeboat.backup.plugins.module_utils.postgres import PgTools
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import PgTools
 
 PASSPHRASE = "correct horse battery staple"
 PGDUMP = b"PGDMP\x01\x0e\x00" + bytes(range(256)) * 40
@@ -221,7 +221,7 @@ def test_known_manifest_key_with_a_wrong_value_refuses_the_upload(tmp_path, key,
 def test_encrypted_archive_without_key_is_checked_by_its_header(sources, tmp_path, name, suffix):
     # A login_password (module_defaults may set one) is no key for a plain upload.
     facts, got, verification = backup_upload.inspect_archive(sources["age"], params(tmp_path, login_password="db-pw"),
-                                                        str(tmp_path), name)
+                                                             str(tmp_path), name)
     assert (facts["kind"], got, verification) == (None, suffix, "header")
     assert facts["encryption"] == {"mode": "passphrase", "recipients": [], "stanzas": ["scrypt"]}
 
@@ -267,8 +267,9 @@ def test_inspect_rejects_damaged_archives_and_leaves_nothing(sources, tmp_path, 
 
 def test_wrong_key_is_rejected(sources, tmp_path):
     with pytest.raises(LifeboatError, match="wrong passphrase or key"):
-        backup_upload.inspect_archive(sources["age"], params(tmp_path, encryption={"mode": "none", "passphrase": "nope"}),
-                                 str(tmp_path))
+        backup_upload.inspect_archive(sources["age"],
+                                      params(tmp_path, encryption={"mode": "none", "passphrase": "nope"}),
+                                      str(tmp_path))
 
 
 # -------------------------------------------------------------------------------------------- upload
@@ -278,7 +279,7 @@ def test_upload_registers_once_and_then_finds_it(sources, tmp_path):
     source = sources["mendix"]
     digest = sha256_file(source)
     check = backup_upload.upload(params(tmp_path, src=source, _sha256=digest, _size=os.path.getsize(source)),
-                            check_mode=True)
+                                 check_mode=True)
     assert check["changed"] is True and check["backup"]["id"] is None and "upload_needed" not in check
     assert not os.path.exists(tmp_path / "catalog"), "check mode and the probe write nothing"
 

@@ -10,7 +10,8 @@ import types
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import common, sqlite
+from ansible_collections.lifeboat.backup.plugins.module_utils import common
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines import sqlite
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
 
 

@@ -11,9 +11,16 @@ from urllib.parse import quote
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
+    copy_owner_mode,
     check_free_space,
     fsync_dir,
     fsync_file,
+)
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.base import (
+    PREVIOUS_SUFFIX,
+    STAGE_SUFFIX,
+    rename_op,
+    swap_path_ops,
 )
 
 # Files SQLite keeps beside a database; a stale one next to a swapped-in file would corrupt it.
@@ -131,3 +138,93 @@ def in_use(path, timeout=BUSY_TIMEOUT):
 def sidecars(path):
     """The -wal/-shm/-journal files present beside ``path``."""
     return [path + suffix for suffix in SIDECAR_SUFFIXES if os.path.exists(path + suffix)]
+
+
+class SqliteEngine:
+    name = "sqlite"
+    # SQLite files are renamed one by one; the swap journal covers the gaps.
+    atomic_swap = False
+    # Files that belong to a database file and carry its name plus a suffix.
+    companion_suffixes = SIDECAR_SUFFIXES
+
+    def __init__(self, params):
+        self.params = params
+
+    def server_version(self):
+        return server_version()
+
+    def check_target(self, target):
+        if not os.path.isabs(target):
+            raise LifeboatError("SQLite path %s must be absolute" % target)
+
+    def exists(self, target):
+        return os.path.exists(target)
+
+    def dump(self, target, dest):
+        return backup_to(target, dest)
+
+    def database_size(self, target):
+        return os.path.getsize(target)
+
+    def session_count(self, target):
+        return 1 if in_use(target) else 0
+
+    def terminate_sessions(self, target):
+        raise LifeboatError(
+            "SQLite database %s is in use and Lifeboat cannot end another program's access to a file; "
+            "stop the application first" % target
+        )
+
+    def staging_name(self, target):
+        return target + STAGE_SUFFIX
+
+    def previous_name(self, target, stamp):
+        return target + PREVIOUS_SUFFIX + stamp
+
+    def leftover_staging(self, target):
+        staging = self.staging_name(target)
+        return [path for path in [staging] + [staging + s for s in SIDECAR_SUFFIXES] if os.path.lexists(path)]
+
+    def stage(self, target, dump_path, staging, owner=None):
+        directory = os.path.dirname(target)
+        if not os.path.isdir(directory):
+            raise LifeboatError("directory %s of SQLite database %s does not exist" % (directory, target))
+        restore_to(dump_path, staging)
+        if os.path.exists(target):
+            copy_owner_mode(target, staging)
+
+    def stage_empty(self, target, staging, owner=None):
+        """A new, empty database for a linked project whose dump is missing."""
+        self.drop(staging)
+        create_empty(staging)
+        if os.path.exists(target):
+            copy_owner_mode(target, staging)
+
+    def drop(self, name):
+        for path in [name] + [name + suffix for suffix in SIDECAR_SUFFIXES]:
+            if os.path.lexists(path):
+                os.unlink(path)
+
+    def swap_ops(self, pairs):
+        """Journal operations that swap each (target, staging, previous) triple."""
+        ops = []
+        for target, staging, previous in pairs:
+            *keep, commit = swap_path_ops(staging, target, previous)
+            # Sidecars belong to the file they were written for: they go with the previous copy, and a
+            # previous copy swapped back in (rollback) brings its own along.
+            ops.extend(keep)
+            if previous:
+                ops.extend(rename_op(target + s, previous + s, optional=True) for s in SIDECAR_SUFFIXES)
+            ops.append(commit)
+            ops.extend(rename_op(staging + s, target + s, optional=True) for s in SIDECAR_SUFFIXES)
+        return ops
+
+    def after_swap(self, targets, previous):
+        pass
+
+    def read_through(self, dump_path):
+        raise LifeboatError("it is a PostgreSQL custom-format dump, but environment %s has engine sqlite; upload it to "
+                            "an environment with engine postgresql" % self.params["environment"])
+
+    def close(self):
+        pass

@@ -1,0 +1,150 @@
+# -*- coding: utf-8 -*-
+# Copyright: Lifeboat maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The PostgreSQL engine: databases on one server, dumped and restored with the server's own tools."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, SetupError
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
+    PgTools,
+    PostgresServer,
+    derived_name,
+)
+
+PG_STAGE_SUFFIX = "__lb_stage"
+PG_PREVIOUS_SUFFIX = "__lb_prev_"
+# How long ended PostgreSQL sessions may take to go away before the swap gives up.
+SESSION_DRAIN_SECONDS = 10
+
+
+class PostgresEngine:
+    name = "postgresql"
+    # All databases of an environment are renamed in one transaction.
+    atomic_swap = True
+    companion_suffixes = ()
+
+    def __init__(self, params, tmp_dir=None):
+        self.params = params
+        self.server = PostgresServer(params)
+        self.tools = PgTools(self.server, params, tmp_dir)
+
+    def server_version(self):
+        return self.server.server_version()[1]
+
+    def check_target(self, target):
+        if target == self.params.get("login_db"):
+            raise LifeboatError(
+                "database %s is the maintenance database (login_db); choose another login_db to back up or "
+                "restore it" % target
+            )
+
+    def exists(self, target):
+        return self.server.database_exists(target)
+
+    def read_through(self, dump_path):
+        """Read a custom-format dump to its end with the pg_restore a restore would use."""
+        self.tools.read_through(dump_path)
+
+    def dump(self, target, dest):
+        self.tools.dump(target, dest)
+        return os.path.getsize(dest)
+
+    def database_size(self, target):
+        return self.server.database_size(target)
+
+    def session_count(self, target):
+        return self.server.session_count(target) if self.exists(target) else 0
+
+    def terminate_sessions(self, target):
+        return self.server.terminate_sessions(target)
+
+    def staging_name(self, target):
+        return derived_name(target, PG_STAGE_SUFFIX)
+
+    def previous_name(self, target, stamp):
+        return derived_name(target, PG_PREVIOUS_SUFFIX + stamp)
+
+    def leftover_staging(self, target):
+        name = self.staging_name(target)
+        return [name] if self.server.database_exists(name) else []
+
+    def stage_empty(self, target, staging, owner=None):
+        """A new, empty database (like the one it replaces) for a linked project whose dump is missing."""
+        if self.server.database_exists(target):
+            self.server.create_database(staging, owner=owner, like=target)
+        else:
+            self.server.create_database(staging, owner=owner or self.params.get("login_user"))
+
+    def stage(self, target, dump_path, staging, owner=None):
+        owner = owner or self.params.get("owner")
+        if not owner and not self.server.database_exists(target):
+            # login_user would own it, and the archive's SQL runs as the owner.
+            raise SetupError("database %s does not exist yet: set owner to the ordinary role (the application's "
+                             "own, not a superuser) that is to own it" % target)
+        self.stage_empty(target, staging, owner)
+        role = self.server.database_properties(staging)["owner"]
+        self.tools.restore(dump_path, staging, role)
+        self.tools.check_database(staging)
+
+    def drop(self, name):
+        if self.server.database_exists(name):
+            self.server.drop_database(name)
+
+    def swap_ops(self, pairs):
+        return [{"kind": "pg_swap", "pairs": [list(pair) for pair in pairs]}]
+
+    def swap_done(self, op):
+        return all(self.server.database_exists(target) and not self.server.database_exists(staging)
+                   for target, staging, _previous in op["pairs"])
+
+    def apply_swap(self, op, terminate):
+        """Block new connections, end (or refuse) the remaining ones, then rename everything at once."""
+        current = [target for target, _staging, previous in op["pairs"] if previous]
+        for target in current:
+            self.server.set_allow_connections(target, False)
+        try:
+            self._drain(current, terminate)
+            renames = []
+            for target, staging, previous in op["pairs"]:
+                if previous:
+                    renames.append((target, previous))
+                renames.append((staging, target))
+            self.server.rename_databases(renames)
+        except BaseException:
+            for target in current:
+                if self.server.database_exists(target):
+                    self.server.set_allow_connections(target, True)
+            raise
+
+    def _drain(self, targets, terminate):
+        deadline = time.monotonic() + SESSION_DRAIN_SECONDS
+        for target in targets:
+            while True:
+                count = self.server.session_count(target)
+                if count == 0:
+                    break
+                if not terminate:
+                    raise LifeboatError(
+                        "database %s has %d session(s) connected (is the app still running?); stop the app "
+                        "or set terminate_sessions: true" % (target, count)
+                    )
+                if time.monotonic() > deadline:
+                    raise LifeboatError("sessions on database %s did not end within %d seconds"
+                                        % (target, SESSION_DRAIN_SECONDS))
+                self.server.terminate_sessions(target)
+                time.sleep(0.1)
+
+    def after_swap(self, targets, previous):
+        # The new data takes connections; kept previous copies stay closed so no app writes into them.
+        for target in targets:
+            self.server.set_allow_connections(target, True)
+        for name in previous:
+            if self.server.database_exists(name):
+                self.server.set_allow_connections(name, False)
+
+    def close(self):
+        self.server.close()

@@ -25,7 +25,8 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import archive
 _EXTRACT = """
 import sys
 from ansible_collections.lifeboat.backup.plugins.module_utils import archive
-archive.read_path(sys.argv[1], db_dir=sys.argv[2], tree_dir=sys.argv[3])
+with open(sys.argv[1], "rb") as handle:
+    archive.read_archive(handle, db_dir=sys.argv[2], tree_dir=sys.argv[3])
 with open("/proc/self/status") as status:
     print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
 """

@@ -53,9 +53,10 @@ DEFAULT_WORK_FACTOR = 18
 MIN_WORK_FACTOR = 10
 MAX_WORK_FACTOR = 22
 
+# Every age file starts with _MAGIC (binary) or ARMOR_BEGIN (armored); version 1, the one read and written, with INTRO.
 _MAGIC = b"age-encryption.org/"
-_INTRO = b"age-encryption.org/v1\n"
-_ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
+INTRO = _MAGIC + b"v1\n"
+ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
 _ARMOR_END = b"-----END AGE ENCRYPTED FILE-----"
 _TAG_SIZE = 16
 _ENCRYPTED_CHUNK = CHUNK_SIZE + _TAG_SIZE
@@ -579,9 +580,9 @@ class _ArmorDecoder:
             if skipped > _MAX_ARMOR_WHITESPACE:
                 raise AgeArmorError("too much whitespace before the armored age file")
             line = self._line()
-        if line.rstrip(b"\r") != _ARMOR_BEGIN:
+        if line.rstrip(b"\r") != ARMOR_BEGIN:
             raise AgeArmorError(
-                "the armored age file must start with the line '%s', not %s" % (_ARMOR_BEGIN.decode(), _show(line))
+                "the armored age file must start with the line '%s', not %s" % (ARMOR_BEGIN.decode(), _show(line))
             )
         self._started = True
 
@@ -631,7 +632,7 @@ def _armor_line(line):
 def _open_source(fileobj):
     """Wrap ``fileobj``, decoding the ASCII armor when the input is armored; return (source, armored)."""
     source = _Source(fileobj)
-    start = source.peek(_MAX_ARMOR_WHITESPACE + len(_ARMOR_BEGIN) + 2)
+    start = source.peek(_MAX_ARMOR_WHITESPACE + len(ARMOR_BEGIN) + 2)
     # Anything PEM-like goes to the armor decoder, so a damaged armor is reported as such.
     if not start.startswith(_MAGIC) and (start.lstrip().startswith(b"-----") or b"\n-----BEGIN" in start):
         return _Source(_ArmorDecoder(source)), True
@@ -640,7 +641,7 @@ def _open_source(fileobj):
 
 def is_age(first_bytes):
     """True when ``first_bytes`` (the start of a file, 64 bytes or more) begin an age file, binary or armored."""
-    return first_bytes.startswith(_MAGIC) or first_bytes.lstrip().startswith(_ARMOR_BEGIN)
+    return first_bytes.startswith(_MAGIC) or first_bytes.lstrip().startswith(ARMOR_BEGIN)
 
 
 def _parse_header(source):
@@ -655,8 +656,8 @@ def _parse_header(source):
             raise AgeHeaderError("the age header is larger than %d bytes; the file is damaged" % _MAX_HEADER)
         return line[:-1]
 
-    first = source.readline(len(_INTRO))
-    if first != _INTRO:
+    first = source.readline(len(INTRO))
+    if first != INTRO:
         if not first:
             raise AgeHeaderError("the file is empty, not an age file")
         if first.startswith(_MAGIC):
@@ -777,7 +778,7 @@ class AgeWriter:
                 # As age does: a classic recipient would void the post-quantum protection of the others.
                 raise AgeError("post-quantum (age1pq1...) and classic (age1...) recipients cannot be mixed in one file")
             stanzas = [r.wrap(file_key) for r in parsed]
-        header = bytearray(_INTRO)
+        header = bytearray(INTRO)
         for stanza in stanzas:
             header += b" ".join([b"->", stanza.type.encode("ascii")] + [a.encode("ascii") for a in stanza.args])
             body = _b64encode(stanza.body)

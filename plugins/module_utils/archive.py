@@ -21,6 +21,7 @@ import tarfile
 import time
 import zlib
 
+from ansible_collections.lifeboat.backup.plugins.module_utils import age
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     CHUNK_SIZE,
     LifeboatError,
@@ -29,10 +30,12 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     format_size,
     fsync_dir,
     nearest_existing,
+    open_regular,
     parse_json_object,
     remove_path,
     sync_tree,
 )
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import PGDMP_MAGIC
 
 MANIFEST_NAME = "lifeboat.json"
 METADATA_NAME = ".metadata"
@@ -40,11 +43,7 @@ FORMAT_NAME = "lifeboat-archive"
 FORMAT_VERSION = 1
 MAIN_DATABASE = "db"
 COMPRESSIONS = ("none", "gzip")
-SUFFIXES = (".tar", ".tar.gz", ".tar.age", ".tar.gz.age", ".backup", ".backup.age")
 
-PGDMP_MAGIC = b"PGDMP"
-AGE_MAGIC = b"age-encryption.org/v1\n"
-AGE_ARMOR = b"-----BEGIN AGE ENCRYPTED FILE-----"
 GZIP_MAGIC = b"\x1f\x8b"
 
 _BLOCK = tarfile.BLOCKSIZE
@@ -204,16 +203,14 @@ def _add_dir(tar, name, mode, mtime):
 def _add_file(tar, name, path):
     """Add regular file ``path`` as member ``name``, reading it once; return (size, sha256)."""
     try:
-        # O_NONBLOCK: should the file have been replaced by a fifo, opening it must not hang.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        handle, info = open_regular(path)
     except FileNotFoundError:
         raise LifeboatError("%s vanished while it was being archived; run the backup again" % path)
     except OSError as exc:
         raise LifeboatError("cannot read %s: %s; check that it is a readable regular file" % (path, exc.strerror))
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise LifeboatError("%s is no longer a regular file; run the backup again" % path)
+    if handle is None:
+        raise LifeboatError("%s is no longer a regular file; run the backup again" % path)
+    with handle:
         reader = _HashingReader(handle, info.st_size, path)
         tar.addfile(_tarinfo(name, tarfile.REGTYPE, info.st_mode, info.st_mtime, info.st_size), reader)
         tar.members.clear()
@@ -282,17 +279,12 @@ def _list_dir(path):
         raise LifeboatError("cannot read %s: %s; check its permissions" % (exc.filename or path, exc.strerror))
 
 
+_FILE_KINDS = {stat.S_IFLNK: "symbolic link", stat.S_IFIFO: "fifo", stat.S_IFSOCK: "socket",
+               stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
+
+
 def _kind_of(mode):
-    for test, text in (
-        (stat.S_ISLNK, "symbolic link"),
-        (stat.S_ISFIFO, "fifo"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-    ):
-        if test(mode):
-            return text
-    return "special file"
+    return _FILE_KINDS.get(stat.S_IFMT(mode), "special file")
 
 
 class _HashingReader:
@@ -324,7 +316,7 @@ def detect_kind(path):
             head = _read_upto(handle, _BLOCK)
             if head.startswith(PGDMP_MAGIC):
                 return "pgdump"
-            if _is_age(head):
+            if age.is_age(head):
                 return "age"
             if head.startswith(GZIP_MAGIC):
                 source = _TarInput(head, handle)
@@ -350,16 +342,6 @@ def detect_kind(path):
     if database_member(MAIN_DATABASE) in seen:
         return "mendix"
     raise LifeboatError(_NOT_RECOGNISED % path)
-
-
-def read_path(path, *, db_dir, tree_dir, keep_unsafe_modes=False):
-    """Read an archive file or a bare PostgreSQL custom-format dump; see ``read_archive``."""
-    try:
-        handle = open(path, "rb")
-    except OSError as exc:
-        raise LifeboatError("cannot read %s: %s" % (path, exc.strerror))
-    with handle:
-        return read_archive(handle, db_dir=db_dir, tree_dir=tree_dir, name=path, keep_unsafe_modes=keep_unsafe_modes)
 
 
 def read_archive(fileobj, *, db_dir, tree_dir, name=None, keep_unsafe_modes=False):
@@ -390,10 +372,6 @@ def _read_upto(stream, size):
             break
         data += chunk
     return data
-
-
-def _is_age(head):
-    return head.startswith(AGE_MAGIC) or head.lstrip().startswith(AGE_ARMOR)
 
 
 def _failure(name, exc, seen, first_block):
@@ -487,17 +465,12 @@ class _TarInput:
             pass
 
 
+_MEMBER_TYPES = {tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link",
+                 tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a fifo"}
+
+
 def _member_type(member):
-    for test, text in (
-        (member.issym, "a symbolic link"),
-        (member.islnk, "a hard link"),
-        (member.ischr, "a character device"),
-        (member.isblk, "a block device"),
-        (member.isfifo, "a fifo"),
-    ):
-        if test():
-            return text
-    return "of tar type %r" % member.type
+    return _MEMBER_TYPES.get(member.type, "of tar type %r" % member.type)
 
 
 def _values_in(data):
@@ -589,7 +562,7 @@ class _Reader:
             head = _read_upto(fileobj, _BLOCK)
             if head.startswith(PGDMP_MAGIC):
                 return self._copy_dump(head, fileobj)
-            if _is_age(head):
+            if age.is_age(head):
                 raise LifeboatError(
                     "%s is encrypted with age: decrypt it (give its identity) before reading it" % self.name
                 )

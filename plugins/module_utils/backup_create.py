@@ -10,7 +10,8 @@ import os
 import tempfile
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, encryption, structure_update
+from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, encryption, migrations
+from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import entry_result, planned_result
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     LifeboatError,
     isoformat,
@@ -23,86 +24,81 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
 
-TOOL_VERSION = "0.1.0"
-# What a backup result and backup_info show of a catalog entry.
-RESULT_KEYS = ("id", "label", "comment", "path", "size", "sha256", "created_at", "databases", "files", "encryption",
-               "projects", "duration")
-
-
-def entry_result(entry):
-    return {key: entry.get(key) for key in RESULT_KEYS}
-
 
 def create(params, check_mode=False):
-    env = Environment(params)
+    environment = Environment(params)
     try:
-        return _create(env, params, check_mode)
+        return _create(environment, params, check_mode)
     finally:
-        env.close()
+        environment.close()
 
 
-def _create(env, params, check_mode):
+def _create(environment, params, check_mode):
     # A key that cannot be used fails first: in check mode as for real, and before anything connects.
     encryption.writer_options(params)
     label = params.get("label")
     if params.get("layout") == "per_project" and not os.path.isdir(os.path.dirname(os.path.abspath(params["dest"]))):
         raise LifeboatError("the directory of dest %s does not exist" % params["dest"])
-    existing = _labelled(env, label)
+    existing, warnings = _labelled(environment, label)
     if existing:
-        return {"changed": False, "backup": entry_result(existing), "warnings": []}
-    for target in env.targets.values():
-        if not env.engine.exists(target):
-            raise LifeboatError("database %s of environment %s does not exist" % (target, env.name))
-    if env.files_path and not os.path.isdir(env.files_path):
-        raise LifeboatError("files_path %s of environment %s is not a directory" % (env.files_path, env.name))
+        return {"changed": False, "backup": entry_result(existing), "warnings": warnings}
+    for target in environment.targets.values():
+        if not environment.engine.exists(target):
+            raise LifeboatError("database %s of environment %s does not exist" % (target, environment.name))
+    if environment.files_path and not os.path.isdir(environment.files_path):
+        raise LifeboatError("files_path %s of environment %s is not a directory"
+                            % (environment.files_path, environment.name))
     if check_mode:
-        planned = {key: None for key in RESULT_KEYS}
-        planned.update(label=label, comment=params.get("comment"),
-                       databases=[{"name": name, "size": None, "sha256": None} for name in env.targets])
-        return {"changed": True, "backup": planned, "warnings": []}
-    with env.catalog.lock(env.name, "backup"):
-        existing = _labelled(env, label)
+        planned = planned_result(label=label, comment=params.get("comment"),
+                                 databases=[{"name": name, "size": None, "sha256": None}
+                                            for name in environment.targets])
+        return {"changed": True, "backup": planned, "warnings": warnings}
+    with environment.catalog.lock(environment.name, "backup"):
+        existing, warnings = _labelled(environment, label)
         if existing:
-            return {"changed": False, "backup": entry_result(existing), "warnings": []}
-        env.catalog.clean_tmp(env.name)
-        work = tempfile.mkdtemp(prefix="backup-", dir=env.catalog.tmp_dir(env.name))
+            return {"changed": False, "backup": entry_result(existing), "warnings": warnings}
+        environment.catalog.clean_tmp(environment.name)
+        work = tempfile.mkdtemp(prefix="backup-", dir=environment.catalog.tmp_dir(environment.name))
         try:
-            entry, warnings = _write(env, params, work)
+            entry, written = _write(environment, params, work)
         finally:
             remove_path(work)
-    return {"changed": True, "backup": entry_result(entry), "warnings": warnings}
+    return {"changed": True, "backup": entry_result(entry), "warnings": warnings + written}
 
 
-def _labelled(env, label):
-    if not label or env.params.get("layout") == "per_project" or not os.path.isdir(env.catalog.env_dir(env.name)):
-        return None
-    return env.catalog.find_by_label(env.name, label)
+def _labelled(environment, label):
+    """The backup that has ``label`` already, or None; and the warnings of listing the catalog for it."""
+    catalog, name = environment.catalog, environment.name
+    if not label or environment.params.get("layout") == "per_project" or not os.path.isdir(catalog.env_dir(name)):
+        return None, []
+    entries = catalog.entries(name)
+    return entries.find_by_label(label), entries.warnings
 
 
-def _write(env, params, work):
+def _write(environment, params, work):
     started = time.monotonic()
     created = utcnow()
     backup_id = new_backup_id(created)
     dumps = []
     database_size = 0
-    for name, target in env.targets.items():
+    for name, target in environment.targets.items():
         path = os.path.join(work, name + ".backup")
-        env.engines[name].dump(target, path)
-        database_size += env.engine.database_size(target)
+        environment.engines[name].dump(target, path)
+        database_size += environment.engine.database_size(target)
         dumps.append((name, path))
-    files_size = tree_size(env.files_path)[1] if env.files_path else 0
+    files_size = tree_size(environment.files_path)[1] if environment.files_path else 0
     manifest = {
         "backup_id": backup_id,
         "label": params.get("label"),
         "comment": params.get("comment"),
         "created_at": isoformat(created),
-        "environment": env.name,
-        "engine": env.engine.name,
-        "server_version": env.engine.server_version(),
-        "tool_version": TOOL_VERSION,
+        "environment": environment.name,
+        "engine": environment.engine.name,
+        "server_version": environment.engine.server_version(),
+        "tool_version": params.get("_tool_version"),  # the collection's, from the action plugin
     }
-    versions = {name: structure_update.current_version(env.engine.name, env.engines[name].params, target)
-                for name, target in env.targets.items()}
+    versions = {name: migrations.current_version(environment.engines[name], target)
+                for name, target in environment.targets.items()}
     if versions[MAIN] is not None:
         manifest["structure_version"] = versions[MAIN]
     linked = {name: version for name, version in versions.items() if name != MAIN and version is not None}
@@ -114,15 +110,15 @@ def _write(env, params, work):
     sealed = encryption.writer_options(params)
     suffix = archive.suffix_for(params["compression"], encrypted=sealed is not None)
     if params.get("layout") == "per_project":
-        return _write_per_project(env, params, dumps, manifest, metadata, versions, sealed), []
+        return _write_per_project(environment, params, dumps, manifest, metadata, versions, sealed), []
     # Beside, not inside, the work directory: the catalog takes finished archives from .tmp only.
     tmp_archive = os.path.join(os.path.dirname(work), backup_id + suffix + ".part")
-    manifest, warnings = _write_file(tmp_archive, params, sealed, manifest, metadata, dumps, env.files_path)
+    manifest, warnings = _write_file(tmp_archive, params, sealed, manifest, metadata, dumps, environment.files_path)
     entry = dict(manifest)
     entry.update(
         id=backup_id,
-        databases=[{"name": d["name"], "database": env.targets[d["name"]], "size": d["size"], "sha256": d["sha256"]}
-                   for d in manifest["databases"]],
+        databases=[{"name": d["name"], "database": environment.targets[d["name"]], "size": d["size"],
+                    "sha256": d["sha256"]} for d in manifest["databases"]],
         files={"count": manifest["files"]["count"], "size": manifest["files"]["size"]} if manifest["files"] else None,
         compression=params["compression"],
         encryption=encryption.recipients_of(params),
@@ -132,7 +128,7 @@ def _write(env, params, work):
     for key in ("backup_id", "format", "format_version", "metadata_sha256"):
         entry.pop(key, None)
     try:
-        return env.catalog.add(env.name, entry, tmp_archive, suffix), warnings
+        return environment.catalog.add(environment.name, entry, tmp_archive, suffix), warnings
     finally:
         remove_path(tmp_archive)
 
@@ -153,7 +149,7 @@ def _write_file(path, params, sealed, manifest, metadata, dumps, files_path):
     return written
 
 
-def _write_per_project(env, params, dumps, manifest, metadata, versions, sealed):
+def _write_per_project(environment, params, dumps, manifest, metadata, versions, sealed):
     """``dest`` for the main database (and the file store), ``<dest root>.<name><ext>`` for each linked project,
     each a complete archive of its one database: for tools that exchange one file per project."""
     written = []
@@ -165,7 +161,8 @@ def _write_per_project(env, params, dumps, manifest, metadata, versions, sealed)
         own.pop("linked_structure_versions", None)
         if versions[name] is not None:
             own["structure_version"] = versions[name]
-        _write_file(part, params, sealed, own, metadata, [(MAIN, dump)], env.files_path if name == MAIN else None)
+        files_path = environment.files_path if name == MAIN else None
+        _write_file(part, params, sealed, own, metadata, [(MAIN, dump)], files_path)
         os.chmod(part, 0o600)
         os.replace(part, dest)
         fsync_dir(os.path.dirname(os.path.abspath(dest)))

@@ -12,18 +12,16 @@ from __future__ import annotations
 import os
 import shutil
 
-from ansible_collections.lifeboat.backup.plugins.module_utils.backup_create import entry_result
-from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog, entry_result
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import CHUNK_SIZE, LifeboatError, check_name
 
 
 def download(params, check_mode=False):
     """Resolve the backup to download; with ``_export_dir``, put a copy there for the connection user."""
-    env = check_name(params["environment"], "environment")
+    name = check_name(params["environment"], "environment")
     catalog = Catalog(params["catalog"])
-    if not os.path.isdir(catalog.env_dir(env)):
-        raise LifeboatError("environment %s has no backups in catalog %s" % (env, catalog.root))
-    entry = catalog.resolve(env, params.get("backup") or "latest")
+    entries = catalog.entries(name)
+    entry = entries.resolve(params.get("backup") or "latest")
     path = catalog.archive_path(entry)
     try:
         size = os.stat(path).st_size
@@ -33,7 +31,7 @@ def download(params, check_mode=False):
         raise LifeboatError("the archive of backup %s is damaged: %s has %d bytes, the catalog says %s"
                             % (entry["id"], path, size, entry.get("size")))
     result = {"changed": False, "backup": entry_result(entry), "size": size, "sha256": entry["sha256"],
-              "warnings": list(catalog.warnings)}
+              "warnings": entries.warnings}
     if params.get("_export_dir") and not check_mode:
         result["export_path"] = export(path, params["_export_dir"])
     return result

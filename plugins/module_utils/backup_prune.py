@@ -22,8 +22,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     utcnow,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import Environment
-from ansible_collections.lifeboat.backup.plugins.module_utils.backup_info import check_archive
-from ansible_collections.lifeboat.backup.plugins.module_utils.backup_restore import checked_state, drop_generation
+from ansible_collections.lifeboat.backup.plugins.module_utils.swap import checked_state, drop_generation
 
 # Bucket rules: for each of the N most recent periods that have backups, the newest backup in it (UTC).
 PERIODS = {
@@ -167,7 +166,7 @@ def _newest_intact(catalog, entries):
     """The newest entry whose archive still has its recorded SHA-256, and the damaged ones newer than it."""
     damaged = []
     for entry in entries:
-        reason = check_archive(catalog, entry)
+        reason = catalog.check_archive(entry)
         if reason is None:
             return entry, damaged
         damaged.append({"id": entry["id"], "reason": reason})
@@ -194,7 +193,7 @@ def prune(params, check_mode=False):
     keep_previous = params.get("keep_previous_copies")
     if keep_previous is not None and keep_previous < 0:
         raise LifeboatError("keep_previous_copies must be 0 or more")
-    env_name = check_name(params["environment"], "environment")
+    name = check_name(params["environment"], "environment")
     catalog = Catalog(params["catalog"])
     environment = None
     if keep_previous is not None:
@@ -202,35 +201,35 @@ def prune(params, check_mode=False):
         environment = Environment(params)
         catalog = environment.catalog
     try:
-        if not os.path.isdir(catalog.env_dir(env_name)):
-            return _result([], [], {}, [], [], [], catalog.warnings)
+        if not os.path.isdir(catalog.env_dir(name)):
+            return _result([], [], {}, [], [], [])
         if check_mode:
-            return _prune(catalog, env_name, rules, environment, keep_previous, check_mode)
-        with catalog.lock(env_name, "prune"):
-            return _prune(catalog, env_name, rules, environment, keep_previous, check_mode)
+            return _prune(catalog, name, rules, environment, keep_previous, check_mode)
+        with catalog.lock(name, "prune"):
+            return _prune(catalog, name, rules, environment, keep_previous, check_mode)
     finally:
         if environment is not None:
             environment.close()
 
 
-def _prune(catalog, env, rules, environment, keep_previous, check_mode):
-    if keep_previous is not None and os.path.exists(catalog.journal_path(env)):
+def _prune(catalog, name, rules, environment, keep_previous, check_mode):
+    if keep_previous is not None and os.path.exists(catalog.journal_path(name)):
         # A rollback being finished may be renaming one of the previous copies back into place.
         raise LifeboatError("environment %s has an interrupted restore (%s); run lifeboat.backup.backup_restore to "
-                            "finish it before pruning previous copies" % (env, catalog.journal_path(env)))
-    entries = catalog.entries(env)
-    # Previous copies are dropped below: only the environment's own (see restore.checked_state).
-    state = checked_state(environment) if environment is not None else catalog.read_state(env)
+                            "finish it before pruning previous copies" % (name, catalog.journal_path(name)))
+    entries = catalog.entries(name)
+    # Previous copies are dropped below: only the environment's own (see swap.checked_state).
+    state = checked_state(environment) if environment is not None else catalog.read_state(name)
     protect, damaged = _protected(catalog, entries, state) if entries else ({}, [])
     keep_ids, remove_ids, reasons = select(entries, utcnow(), rules, protect)
-    warnings = list(catalog.warnings)
+    warnings = entries.warnings
     for item in damaged:
         warnings.append("backup %s of environment %s is damaged (%s); the newest intact backup is kept too. "
                         "Check them all with lifeboat.backup.backup_info verify: checksum"
-                        % (item["id"], env, item["reason"]))
+                        % (item["id"], name, item["reason"]))
     if not check_mode:
         for backup_id in remove_ids:
-            catalog.remove(env, backup_id)
+            catalog.remove(name, backup_id)
     removed_previous, before_previous, after_previous = [], [], []
     if keep_previous is not None:
         previous = list(state.get("previous") or [])
@@ -239,15 +238,15 @@ def _prune(catalog, env, rules, environment, keep_previous, check_mode):
         after_previous = [name for generation in kept for name in generation_paths(generation)]
         removed_previous = [name for generation in dropped for name in generation_paths(generation)]
         if dropped and not check_mode:
-            _drop_previous(environment, catalog, env, state, kept, dropped)
+            _drop_previous(environment, state, kept, dropped)
     return _result(keep_ids, remove_ids, reasons, damaged, removed_previous, warnings,
                    diff={"before": {"backups": [entry["id"] for entry in entries], "previous": before_previous},
                          "after": {"backups": keep_ids, "previous": after_previous}})
 
 
-def _drop_previous(environment, catalog, env, state, kept, dropped):
+def _drop_previous(environment, state, kept, dropped):
     # State first: a crash in between leaves a copy nothing refers to, never a reference to a dropped copy.
-    catalog.write_state(env, dict(state, previous=kept))
+    environment.catalog.write_state(environment.name, dict(state, previous=kept))
     for generation in dropped:
         drop_generation(environment, generation)
 

@@ -19,9 +19,13 @@ import tempfile
 import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, encryption
-from ansible_collections.lifeboat.backup.plugins.module_utils import backup_restore
-from ansible_collections.lifeboat.backup.plugins.module_utils.backup_create import RESULT_KEYS, entry_result
-from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils import restoring
+from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import (
+    SUFFIXES,
+    Catalog,
+    entry_result,
+    planned_result,
+)
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     CHUNK_SIZE,
     LifeboatError,
@@ -34,17 +38,16 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     sha256_file,
     utcnow,
 )
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import open_engine
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import ENGINES, MAIN, Environment
-from ansible_collections.lifeboat.backup.plugins.module_utils.structure_update import MAX_VERSION
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import ENGINES, dump_engine, open_engine
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
+from ansible_collections.lifeboat.backup.plugins.module_utils.migrations import MAX_VERSION
 
 ORIGIN = "uploaded"
-# A bare custom-format dump is no tar: it keeps the suffix pg_dump users know (listed in archive.SUFFIXES).
+# A bare custom-format dump is no tar: it keeps the suffix pg_dump users know (listed in catalog.SUFFIXES).
 DUMP_SUFFIX = ".backup"
 # An encrypted upload whose content is unknown (no key given): Lifeboat and Mendix archives are tars.
 ENCRYPTED_DEFAULT_SUFFIX = ".tar.age"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _MIB = 1024 * 1024
 # Bounds for what an uploaded archive may put into its catalog entry: generous for anything Lifeboat writes.
 _MAX_TEXT = 1024
@@ -62,7 +65,7 @@ def upload(params, check_mode=False):
     the result says ``upload_needed``. With ``_uploaded`` the archive has arrived: it is checked and
     registered, then restored if asked.
     """
-    env = check_name(params["environment"], "environment")
+    name = check_name(params["environment"], "environment")
     sha256 = params.get("_sha256")
     if not isinstance(sha256, str) or not _SHA256.match(sha256):
         raise LifeboatError("backup_upload runs through its action plugin, which gives the archive's SHA-256; "
@@ -70,39 +73,41 @@ def upload(params, check_mode=False):
     catalog = Catalog(params["catalog"])
     label = params.get("label")
     uploaded = params.get("_uploaded")
-    found = catalog.find_by_sha256(env, sha256)
+    entries = catalog.entries(name)
+    found = entries.find_by_sha256(sha256)
     if found is None and uploaded is None:
-        _check_label_free(catalog, env, label)
-        current = _current(catalog, env)
+        _check_label_free(entries, label)
+        current = _current(catalog, name)
         if params["restore"]:
             _check_environment(params)
         if check_mode:
-            return _planned(params, sha256, current)
+            return _planned(params, sha256, current, entries.warnings)
         _check_space(catalog.root, params.get("_size") or 0)
         return {"changed": False, "upload_needed": True}
 
     warnings = []
+    listed = entries.warnings
     created = False
     if found is None:
-        entry, created, verification = _import(catalog, env, params, uploaded, sha256)
+        entry, created, verification, listed = _import(catalog, name, params, uploaded, sha256)
     else:
         entry, verification = found, None
         if uploaded is not None:  # another run registered the same archive meanwhile
             _discard(uploaded)
         if label and found.get("label") != label:
             warnings.append("the archive is already backup %s of environment %s (label %r); it was not registered "
-                            "again, so label %r was not applied" % (found["id"], env, found.get("label"), label))
+                            "again, so label %r was not applied" % (found["id"], name, found.get("label"), label))
     result = {
         "changed": created,
         "backup": entry_result(entry),
         "kind": entry.get("kind"),
         "verification": verification,
-        "warnings": warnings + catalog.warnings,
+        "warnings": warnings + listed,
         "diff": {"before": {"uploaded": None if created else entry["id"]},
                  "after": {"uploaded": entry["id"]}},
     }
     if params["restore"]:
-        done = _restore(params, env, entry, created, check_mode)
+        done = _restore(params, name, entry, created, check_mode)
         result["changed"] = created or done["changed"]
         result["warnings"].extend(done["warnings"])
         result["restored"] = done["restored"]
@@ -114,36 +119,35 @@ def upload(params, check_mode=False):
 
 def _check_environment(params):
     """Wrong environment or connection options fail before anything is sent, not after."""
-    env = Environment(params)
+    environment = Environment(params)
     try:
-        env.engine.exists(env.targets[MAIN])
+        environment.engine.exists(environment.targets[MAIN])
     finally:
-        env.close()
+        environment.close()
 
 
-def _check_label_free(catalog, env, label):
+def _check_label_free(entries, label):
     if not label:
         return
-    taken = catalog.find_by_label(env, label)
+    taken = entries.find_by_label(label)
     if taken is not None:
         raise LifeboatError("environment %s already has backup %s labelled %r, with other content; give the upload "
-                            "another label" % (env, taken["id"], label))
+                            "another label" % (entries.name, taken["id"], label))
 
 
-def _current(catalog, env):
+def _current(catalog, name):
     """Which backup the environment runs on, as --diff names it."""
-    if not os.path.isdir(catalog.env_dir(env)):
+    if not os.path.isdir(catalog.env_dir(name)):
         return None
-    current = (catalog.read_state(env) or {}).get("current")
+    current = (catalog.read_state(name) or {}).get("current")
     return (current.get("id") or current.get("src")) if current else None
 
 
-def _planned(params, sha256, current):
+def _planned(params, sha256, current, warnings):
     """What check mode reports: the upload would be registered (and restored); nothing is sent."""
-    planned = {key: None for key in RESULT_KEYS}
-    planned.update(label=params.get("label"), comment=params.get("comment"), size=params.get("_size"),
-                   sha256=sha256)
-    result = {"changed": True, "backup": planned, "kind": None, "verification": None, "warnings": [],
+    planned = planned_result(label=params.get("label"), comment=params.get("comment"), size=params.get("_size"),
+                             sha256=sha256)
+    result = {"changed": True, "backup": planned, "kind": None, "verification": None, "warnings": warnings,
               "diff": {"before": {"uploaded": None}, "after": {"uploaded": "(new) %s" % _original_name(params)}}}
     if params["restore"]:
         result["restored"] = {"id": None, "label": params.get("label"), "src": None}
@@ -168,31 +172,40 @@ def _original_name(params):
     return os.path.basename(params.get("src") or "") or "upload"
 
 
-def _restore(params, env, entry, created, check_mode):
+def _restore(params, name, entry, created, check_mode):
     """Restore the registered archive with all of backup_restore's guarantees."""
-    options = dict(params, backup=entry["id"], src=None, rollback=False)
     try:
-        return backup_restore.restore(options, check_mode=check_mode)
+        return _restore_entry(dict(params, backup=entry["id"], src=None), check_mode)
     except LifeboatError as exc:
         if not created:
             raise
         raise LifeboatError("%s (the upload itself succeeded: the archive is backup %s of environment %s; once this "
                             "is fixed, run the task again, which restores it without sending it again)"
-                            % (exc, entry["id"], env))
+                            % (exc, entry["id"], name))
 
 
-def _import(catalog, env, params, uploaded, sha256):
-    """Move the uploaded file into the catalog's .tmp, check it, register it: (entry, created, verification)."""
-    started = time.monotonic()
-    name = _original_name(params)
+def _restore_entry(options, check_mode):
+    environment = Environment(options)
     try:
-        with catalog.lock(env, "upload"):
-            found = catalog.find_by_sha256(env, sha256)
+        return restoring.restore(environment, options, check_mode)
+    finally:
+        environment.close()
+
+
+def _import(catalog, name, params, uploaded, sha256):
+    """Move the uploaded file into the catalog's .tmp, check it, register it: (entry, created, verification, and
+    the warnings of listing the catalog)."""
+    started = time.monotonic()
+    original = _original_name(params)
+    try:
+        with catalog.lock(name, "upload"):
+            entries = catalog.entries(name)
+            found = entries.find_by_sha256(sha256)
             if found is not None:
-                return found, False, None
-            _check_label_free(catalog, env, params.get("label"))
-            catalog.clean_tmp(env)
-            tmp = catalog.tmp_dir(env)
+                return found, False, None, entries.warnings
+            _check_label_free(entries, params.get("label"))
+            catalog.clean_tmp(name)
+            tmp = catalog.tmp_dir(name)
             created = utcnow()
             backup_id = new_backup_id(created)
             part = os.path.join(tmp, backup_id + ".part")
@@ -201,10 +214,10 @@ def _import(catalog, env, params, uploaded, sha256):
                 _move_in(uploaded, part)
                 _check_received(part, sha256, params.get("_size"))
                 try:
-                    facts, suffix, verification = inspect_archive(part, params, scratch, name, sha256)
+                    facts, suffix, verification = inspect_archive(part, params, scratch, original, sha256)
                 except LifeboatError as exc:
                     raise LifeboatError("rejected the upload of %s: %s; nothing was registered"
-                                        % (name, str(exc).replace(part, name)))
+                                        % (original, str(exc).replace(part, original)))
                 entry = dict(facts)
                 entry.update(
                     verification=verification,
@@ -212,12 +225,12 @@ def _import(catalog, env, params, uploaded, sha256):
                     label=params.get("label"),
                     comment=params.get("comment"),
                     created_at=isoformat(created),
-                    environment=env,
+                    environment=name,
                     origin=ORIGIN,
-                    original_name=name,
+                    original_name=original,
                     duration=round(time.monotonic() - started, 3),
                 )
-                return catalog.add(env, entry, part, suffix), True, verification
+                return catalog.add(name, entry, part, suffix), True, verification, entries.warnings
             finally:
                 remove_path(part)
                 remove_path(scratch)
@@ -312,12 +325,13 @@ def inspect_archive(path, params, scratch, name=None, sha256=None):
     if kind == "age":
         with open(path, "rb") as handle:
             sealed = age.read_header(handle)
-        if not _key_given(params):
+        # Restoring needs the key anyway: without one the upload is refused now, not after it was registered.
+        if not (params.get("restore") or encryption.key_given(params)):
             facts = _facts(None, sealed)
             return facts, _encrypted_suffix(name), "header"
     if kind == "pgdump":
         _read_through(path, params, shown)
-        facts = _facts("pgdump", None, engine="postgresql",
+        facts = _facts("pgdump", None, engine=dump_engine(path),
                        databases=[{"name": MAIN, "size": os.path.getsize(path), "sha256": sha256 or sha256_file(path)}])
         return facts, DUMP_SUFFIX, "structure"
     with encryption.open_source(path, params) as stream:
@@ -330,7 +344,7 @@ def inspect_archive(path, params, scratch, name=None, sha256=None):
     if contents.kind == "pgdump":
         database = contents.databases[MAIN]
         _read_through(database, params, "%s (decrypted)" % shown)
-        facts = _facts("pgdump", sealed, engine="postgresql",
+        facts = _facts("pgdump", sealed, engine=dump_engine(database),
                        databases=[{"name": MAIN, "size": os.path.getsize(database), "sha256": sha256_file(database)}])
         return facts, DUMP_SUFFIX + ".age", "checksums"
     suffix = archive.suffix_for("gzip" if compressed else "none", encrypted=sealed is not None)
@@ -352,7 +366,7 @@ def inspect_archive(path, params, scratch, name=None, sha256=None):
         return facts, suffix, "checksums"
     databases = sorted(contents.databases.items())
     facts.update(
-        engine=_engine_of(contents.databases[MAIN]),
+        engine=dump_engine(contents.databases[MAIN]),
         databases=[{"name": db, "size": os.path.getsize(p), "sha256": sha256_file(p)} for db, p in databases],
         files=files if contents.files[0] else None,
         model_version=_checked(contents.metadata or {}, _METADATA, "its .metadata").get("modelVersion") or None,
@@ -419,15 +433,6 @@ _short = reprlib.Repr()
 _short.maxstring = _short.maxother = 40
 
 
-def _key_given(params):
-    """Whether the upload comes with a key to check an encrypted archive with. Restoring needs one anyway; a
-    login_password alone is no key for a plain upload (module_defaults may set it for every task)."""
-    settings = params.get("encryption") or {}
-    if params.get("restore") or settings.get("mode") == "database_password":
-        return True
-    return any(settings.get(key) for key in ("passphrase", "identity", "identity_file"))
-
-
 def _facts(kind, sealed, engine=None, databases=None, compression=None):
     if sealed is None:
         protection = {"mode": "none", "recipients": []}
@@ -447,16 +452,8 @@ def _facts(kind, sealed, engine=None, databases=None, compression=None):
 
 def _encrypted_suffix(name):
     """An encrypted archive whose content could not be read keeps the suffix its name has, if it is one of ours."""
-    candidates = sorted((s for s in archive.SUFFIXES if s.endswith(".age")), key=len, reverse=True)
+    candidates = sorted((s for s in SUFFIXES if s.endswith(".age")), key=len, reverse=True)
     return next((s for s in candidates if name and name.endswith(s)), ENCRYPTED_DEFAULT_SUFFIX)
-
-
-def _engine_of(dump_path):
-    with open(dump_path, "rb") as handle:
-        magic = handle.read(len(_SQLITE_MAGIC))
-    if magic.startswith(archive.PGDMP_MAGIC):
-        return "postgresql"
-    return "sqlite" if magic == _SQLITE_MAGIC else None
 
 
 class _Head:

@@ -21,7 +21,6 @@ import socket
 import stat
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils.archive import SUFFIXES
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     MAX_JSON_FILE,
     LifeboatError,
@@ -30,6 +29,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     is_valid_name,
     fsync_dir,
     isoformat,
+    open_regular,
     parse_json_object,
     remove_path,
     sha256_file,
@@ -37,6 +37,11 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
 )
 
 DEFAULT_CATALOG = "/var/lib/lifeboat/backups"
+# How an archive in the catalog may be named: ``<id><suffix>`` (archive.suffix_for names new ones).
+SUFFIXES = (".tar", ".tar.gz", ".tar.age", ".tar.gz.age", ".backup", ".backup.age")
+# What a module's result shows of a catalog entry.
+RESULT_KEYS = ("id", "label", "comment", "path", "size", "sha256", "created_at", "databases", "files", "encryption",
+               "projects", "duration")
 LOCK_NAME = ".lock"
 STATE_NAME = "state.json"
 JOURNAL_NAME = "journal.json"
@@ -51,14 +56,13 @@ _POLL = 0.1
 class Catalog:
     def __init__(self, root=DEFAULT_CATALOG):
         self.root = os.path.abspath(root)
-        self.warnings = []  # damaged entries met while listing, for the module's result
         self._trusted = set()  # directories found private
 
     # ------------------------------------------------------------------------------------ directories
 
-    def env_dir(self, env, create=False):
-        check_name(env, "environment")
-        path = os.path.join(self.root, env)
+    def env_dir(self, name, create=False):
+        check_name(name, "environment")
+        path = os.path.join(self.root, name)
         if create:
             _make_private_dirs(path)
         self._check_trusted(path)
@@ -99,126 +103,89 @@ class Catalog:
         self._check_root()
         return sorted(name for name in names if is_valid_name(name) and os.path.isdir(os.path.join(self.root, name)))
 
-    def tmp_dir(self, env):
-        path = os.path.join(self.env_dir(env, create=True), TMP_NAME)
+    def tmp_dir(self, name):
+        path = os.path.join(self.env_dir(name, create=True), TMP_NAME)
         _make_private_dirs(path)
         _check_private(os.lstat(path), path, "directory")
         return path
 
-    def clean_tmp(self, env):
-        remove_path(os.path.join(self.env_dir(env), TMP_NAME))
+    def clean_tmp(self, name):
+        remove_path(os.path.join(self.env_dir(name), TMP_NAME))
 
-    def journal_path(self, env):
-        return os.path.join(self.env_dir(env), JOURNAL_NAME)
+    def journal_path(self, name):
+        return os.path.join(self.env_dir(name), JOURNAL_NAME)
 
     def archive_path(self, entry):
         return os.path.join(self.env_dir(entry["environment"]), entry["file"])
 
     # ---------------------------------------------------------------------------------------- entries
 
-    def entries(self, env):
-        """Entries of an environment, newest first; damaged ones are skipped with a warning."""
-        directory = self.env_dir(env)
+    def entries(self, name):
+        """The environment's entries, newest first, with the entry files skipped as damaged (see Entries)."""
+        directory = self.env_dir(name)
         try:
-            names = os.listdir(directory)
+            files = os.listdir(directory)
         except FileNotFoundError:
-            return []
+            return Entries(name, self.root, [], [])
         except OSError as exc:
             raise LifeboatError("cannot list %s: %s; run as the catalog's owner" % (directory, exc.strerror))
-        found = []
-        for name in names:
-            if name.endswith(".json") and not name.startswith(".") and name not in _RESERVED:
-                entry = self._load(env, directory, name)
-                if entry is not None:
-                    found.append(entry)
+        found, skipped = [], []
+        for file_name in files:
+            if file_name.endswith(".json") and not file_name.startswith(".") and file_name not in _RESERVED:
+                path = os.path.join(directory, file_name)
+                try:
+                    found.append(_load(name, path))
+                except _Damaged as exc:
+                    skipped.append({"id": file_name[: -len(".json")], "path": path, "warning": str(exc)})
         found.sort(key=lambda entry: (entry["created_at"], entry["id"]), reverse=True)
-        return found
+        return Entries(name, self.root, found, skipped)
 
-    def _load(self, env, directory, name):
-        path = os.path.join(directory, name)
-        backup_id = name[: -len(".json")]
+    def check_archive(self, entry):
+        """None when the archive still has the SHA-256 its entry recorded, else why not."""
+        path = self.archive_path(entry)
+        if not entry.get("sha256"):
+            return "its catalog entry records no SHA-256"
         try:
-            entry = read_private_json(path)
-        except LifeboatError as exc:
-            return self._warn("ignored a catalog entry: %s" % exc)
-        if entry.get("id") != backup_id:
-            return self._damaged(path, "names backup %r" % entry.get("id"))
-        if not isinstance(entry.get("created_at"), str):
-            return self._damaged(path, "has no created_at")
-        archive = entry.get("file")
-        if not isinstance(archive, str) or archive not in (backup_id + suffix for suffix in SUFFIXES):
-            return self._damaged(path, "names the archive file %r" % archive)
-        if not os.path.isfile(os.path.join(directory, archive)):
-            return self._damaged(path, "belongs to the archive %s, which is missing" % archive)
-        entry["environment"] = env
-        entry["path"] = os.path.join(directory, archive)  # where it is now, should the catalog have moved
-        return entry
+            digest = sha256_file(path)
+        except FileNotFoundError:
+            return "the archive %s is missing" % path
+        except OSError as exc:
+            return "the archive %s cannot be read (%s)" % (path, exc.strerror)
+        if digest != entry["sha256"]:
+            return "the archive %s is damaged: its SHA-256 is %s, the catalog says %s" % (path, digest, entry["sha256"])
+        return None
 
-    def _damaged(self, path, problem):
-        return self._warn("ignored the catalog entry %s: it %s; repair or remove it" % (path, problem))
-
-    def _warn(self, warning):
-        if warning not in self.warnings:
-            self.warnings.append(warning)
-
-    def get(self, env, backup_id):
-        return next((entry for entry in self.entries(env) if entry["id"] == backup_id), None)
-
-    def find_by_label(self, env, label):
-        return next((entry for entry in self.entries(env) if entry.get("label") == label), None)
-
-    def find_by_sha256(self, env, sha256):
-        return next((entry for entry in self.entries(env) if entry.get("sha256") == sha256), None)
-
-    def resolve(self, env, ref):
-        """The entry named by ``ref``: a backup id, a label, or 'latest'."""
-        entries = self.entries(env)
-        if ref == "latest" and entries:
-            return entries[0]
-        for key in ("id", "label"):
-            for entry in entries:
-                if entry.get(key) == ref:
-                    return entry
-        if not entries:
-            raise LifeboatError("environment '%s' has no backups in catalog %s" % (env, self.root))
-        known = ", ".join(
-            entry["id"] + (" (%s)" % entry["label"] if entry.get("label") else "") for entry in entries[:5]
-        )
-        raise LifeboatError(
-            "environment '%s' has no backup '%s' (catalog %s); newest known: %s" % (env, ref, self.root, known)
-        )
-
-    def add(self, env, entry, tmp_path, suffix):
+    def add(self, name, entry, tmp_path, suffix):
         """Store a finished archive from the environment's .tmp/ as ``<id><suffix>`` and write its entry."""
         backup_id = check_name(entry.get("id"), "backup id")
         if suffix not in SUFFIXES or not isinstance(entry.get("created_at"), str):
             raise ValueError("add() needs a known suffix (not %r) and an entry with created_at" % suffix)
-        directory = self.env_dir(env, create=True)
+        directory = self.env_dir(name, create=True)
         if os.path.dirname(os.path.realpath(tmp_path)) != os.path.realpath(os.path.join(directory, TMP_NAME)):
-            raise ValueError("%s is not in the .tmp directory of environment %s" % (tmp_path, env))
-        name = backup_id + suffix
-        final = os.path.join(directory, name)
+            raise ValueError("%s is not in the .tmp directory of environment %s" % (tmp_path, name))
+        file_name = backup_id + suffix
+        final = os.path.join(directory, file_name)
         entry_path = os.path.join(directory, backup_id + ".json")
         taken = [entry_path] + [os.path.join(directory, backup_id + other) for other in SUFFIXES]
         if any(os.path.lexists(path) for path in taken):
-            raise LifeboatError("backup %s already exists in environment '%s'; use a new backup id" % (backup_id, env))
+            raise LifeboatError("backup %s already exists in environment '%s'; use a new backup id" % (backup_id, name))
         os.chmod(tmp_path, 0o600)
         digest = sha256_file(tmp_path)
         size = os.stat(tmp_path).st_size
         os.rename(tmp_path, final)
         fsync_dir(directory)
-        stored = dict(entry, environment=env, file=name, path=final, size=size, sha256=digest)
+        stored = dict(entry, environment=name, file=file_name, path=final, size=size, sha256=digest)
         atomic_write_json(entry_path, stored, 0o600)
         return stored
 
-    def remove(self, env, backup_id):
+    def remove(self, name, backup_id):
         """Remove a backup: the entry first (so it is never listed without its archive), then the archive."""
         check_name(backup_id, "backup id")
-        directory = self.env_dir(env)
+        directory = self.env_dir(name)
         entry_path = os.path.join(directory, backup_id + ".json")
         archives = [os.path.join(directory, backup_id + suffix) for suffix in SUFFIXES]
         if not os.path.lexists(entry_path) and not any(os.path.lexists(path) for path in archives):
-            raise LifeboatError("environment '%s' has no backup %s in catalog %s" % (env, backup_id, self.root))
+            raise LifeboatError("environment '%s' has no backup %s in catalog %s" % (name, backup_id, self.root))
         remove_path(entry_path)
         fsync_dir(directory)
         for path in archives:
@@ -227,25 +194,25 @@ class Catalog:
 
     # ------------------------------------------------------------------------------------------ state
 
-    def read_state(self, env):
-        return read_private_json(os.path.join(self.env_dir(env), STATE_NAME), default={})
+    def read_state(self, name):
+        return read_private_json(os.path.join(self.env_dir(name), STATE_NAME), default={})
 
-    def read_journal(self, env):
+    def read_journal(self, name):
         """The swap journal of an interrupted restore, or None."""
-        return read_private_json(self.journal_path(env))
+        return read_private_json(self.journal_path(name))
 
-    def write_state(self, env, value):
-        atomic_write_json(os.path.join(self.env_dir(env, create=True), STATE_NAME), value, 0o600)
+    def write_state(self, name, value):
+        atomic_write_json(os.path.join(self.env_dir(name, create=True), STATE_NAME), value, 0o600)
 
     # ------------------------------------------------------------------------------------------- lock
 
     @contextlib.contextmanager
-    def lock(self, env, operation, wait=0):
+    def lock(self, name, operation):
         """Hold the environment's lock for ``operation``; LifeboatError naming the holder when busy.
 
         The kernel releases an flock when its holder dies, so a crashed run never leaves it taken.
         """
-        path = os.path.join(self.env_dir(env, create=True), LOCK_NAME)
+        path = os.path.join(self.env_dir(name, create=True), LOCK_NAME)
         # No O_TRUNC: the content names the current holder until the lock is ours.
         fd = _open_lock(path, os.O_RDWR | os.O_CREAT)
         try:
@@ -257,8 +224,8 @@ class Catalog:
                 except BlockingIOError:
                     holder = _read_holder(fd)
                     waited = time.monotonic() - started
-                    if waited >= wait and (holder is not None or waited >= _ANONYMOUS_GRACE):
-                        raise LifeboatError(_busy_message(env, holder))
+                    if holder is not None or waited >= _ANONYMOUS_GRACE:
+                        raise LifeboatError(_busy_message(name, holder))
                     time.sleep(_POLL)
             holder = {
                 "operation": operation,
@@ -276,10 +243,10 @@ class Catalog:
         finally:
             os.close(fd)  # releases the lock
 
-    def lock_holder(self, env):
+    def lock_holder(self, name):
         """Who holds the environment's lock now, or None; stale content of a dead holder does not count."""
         try:
-            fd = _open_lock(os.path.join(self.env_dir(env), LOCK_NAME), os.O_RDONLY)
+            fd = _open_lock(os.path.join(self.env_dir(name), LOCK_NAME), os.O_RDONLY)
         except FileNotFoundError:
             return None
         try:
@@ -291,6 +258,86 @@ class Catalog:
             return None
         finally:
             os.close(fd)
+
+
+class Entries(list):
+    """An environment's catalog entries, newest first, and the entry files that listing them skipped as damaged.
+
+    ``skipped`` has ``{"id", "path", "warning"}`` for each of those; ``warnings`` are the texts for the result of
+    every module that lists, so that a damaged entry is never passed over in silence.
+    """
+
+    def __init__(self, name, root, entries, skipped):
+        super().__init__(entries)
+        self.name = name
+        self.root = root
+        self.skipped = skipped
+
+    @property
+    def warnings(self):
+        return [item["warning"] for item in self.skipped]
+
+    def get(self, backup_id):
+        return next((entry for entry in self if entry["id"] == backup_id), None)
+
+    def find_by_label(self, label):
+        return next((entry for entry in self if entry.get("label") == label), None)
+
+    def find_by_sha256(self, sha256):
+        return next((entry for entry in self if entry.get("sha256") == sha256), None)
+
+    def resolve(self, ref):
+        """The entry named by ``ref``: a backup id, a label, or 'latest'."""
+        if ref == "latest" and self:
+            return self[0]
+        for key in ("id", "label"):
+            for entry in self:
+                if entry.get(key) == ref:
+                    return entry
+        if not self:
+            raise LifeboatError("environment '%s' has no backups in catalog %s" % (self.name, self.root))
+        known = ", ".join(entry["id"] + (" (%s)" % entry["label"] if entry.get("label") else "") for entry in self[:5])
+        raise LifeboatError("environment '%s' has no backup '%s' (catalog %s); newest known: %s"
+                            % (self.name, ref, self.root, known))
+
+
+class _Damaged(Exception):
+    """An entry file that cannot be listed; its text is the warning."""
+
+
+def _load(name, path):
+    directory, file_name = os.path.split(path)
+    backup_id = file_name[: -len(".json")]
+    try:
+        entry = read_private_json(path)
+    except LifeboatError as exc:
+        raise _Damaged("ignored a catalog entry: %s" % exc) from None
+    if entry.get("id") != backup_id:
+        raise _damaged(path, "names backup %r" % entry.get("id"))
+    if not isinstance(entry.get("created_at"), str):
+        raise _damaged(path, "has no created_at")
+    archive = entry.get("file")
+    if not isinstance(archive, str) or archive not in (backup_id + suffix for suffix in SUFFIXES):
+        raise _damaged(path, "names the archive file %r" % archive)
+    if not os.path.isfile(os.path.join(directory, archive)):
+        raise _damaged(path, "belongs to the archive %s, which is missing" % archive)
+    entry["environment"] = name
+    entry["path"] = os.path.join(directory, archive)  # where it is now, should the catalog have moved
+    return entry
+
+
+def _damaged(path, problem):
+    return _Damaged("ignored the catalog entry %s: it %s; repair or remove it" % (path, problem))
+
+
+def entry_result(entry):
+    """What a module's result shows of a catalog entry."""
+    return {key: entry.get(key) for key in RESULT_KEYS}
+
+
+def planned_result(**known):
+    """What check mode shows of a backup it would add: the keys of entry_result, None where not known yet."""
+    return dict(dict.fromkeys(RESULT_KEYS), **known)
 
 
 def _make_private_dirs(path):
@@ -316,15 +363,14 @@ def _make_private_dirs(path):
 def read_private_json(path, default=None):
     """JSON from a file of the private catalog: a regular file of ours that nobody else can write, of bounded size."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        handle, info = open_regular(path)
     except FileNotFoundError:
         return default
     except OSError as exc:
         raise LifeboatError("cannot read %s: %s; it must be a regular file of the catalog" % (path, exc.strerror))
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise LifeboatError("%s is not a regular file; move it aside" % path)
+    if handle is None:
+        raise LifeboatError("%s is not a regular file; move it aside" % path)
+    with handle:
         _check_private(info, path, "file")
         data = handle.read(MAX_JSON_FILE + 1)
     try:
@@ -388,11 +434,11 @@ def _read_holder(fd):
     return holder if isinstance(holder, dict) and holder.get("pid") else None
 
 
-def _busy_message(env, holder):
+def _busy_message(name, holder):
     if holder is None:
-        return "environment '%s' is busy: another process holds its lock; wait for it or check that process" % env
+        return "environment '%s' is busy: another process holds its lock; wait for it or check that process" % name
     return "environment '%s' is busy: %s by pid %s on host %s since %s; wait for it or check that process" % (
-        env,
+        name,
         holder.get("operation"),
         holder.get("pid"),
         holder.get("host"),

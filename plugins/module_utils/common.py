@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import tempfile
 
 CHUNK_SIZE = 1024 * 1024
@@ -28,6 +29,8 @@ _INODE_MARGIN = 1000
 MAX_JSON_FILE = 4 * 1024 * 1024
 # Cheap test for a JSON object, before parsing anything.
 _JSON_OBJECT_START = re.compile(rb"[ \t\n\r]*\{")
+# Lifeboat's own documents nest a few levels; parsers differ in how deep they go before RecursionError.
+MAX_JSON_DEPTH = 64
 
 
 class LifeboatError(Exception):
@@ -79,6 +82,18 @@ def sha256_file(path):
         for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def open_regular(path):
+    """``(handle, fstat)`` of file ``path`` opened for reading without following a symbolic link, or ``(None, fstat)``
+    when it is no regular file (O_NONBLOCK: a fifo put in its place must not hang us). OSError as os.open raises it."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    handle = os.fdopen(fd, "rb")
+    info = os.fstat(fd)
+    if stat.S_ISREG(info.st_mode):
+        return handle, info
+    handle.close()
+    return None, info
 
 
 def fsync_dir(path):
@@ -210,7 +225,7 @@ def parse_json_object(data, what, limit=None):
     """The JSON object in ``data`` (bytes, UTF-8) or LifeboatError naming ``what``; the caller adds what to do.
 
     Memory stays bounded: ``data`` longer than ``limit`` is refused unparsed, so is anything but an object, and
-    nesting too deep for the parser is an error like any other.
+    nesting deeper than MAX_JSON_DEPTH is an error like any other, whatever depth this Python's parser copes with.
     """
     if limit is not None and len(data) > limit:
         raise LifeboatError("%s has more than %d bytes, more than a valid one ever has" % (what, limit))
@@ -222,7 +237,23 @@ def parse_json_object(data, what, limit=None):
         raise LifeboatError("%s is not valid JSON (it nests too deeply)" % what)
     except ValueError as exc:  # UnicodeDecodeError is a ValueError
         raise LifeboatError("%s is not valid JSON (%s)" % (what, exc))
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise LifeboatError("%s is not valid JSON (it nests too deeply)" % what)
     return value
+
+
+def _deeper_than(value, limit):
+    """True when objects and arrays in ``value`` nest more than ``limit`` levels (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def remove_path(path):

@@ -77,6 +77,14 @@ def writer_options(params):
     return options
 
 
+def key_given(params):
+    """Whether the task names a key to read archives with. A login_password alone is none (module_defaults may set
+    it for every task): reader_options tries it only when nothing else is given."""
+    settings = _settings(params)
+    named = any(settings.get(key) for key in ("passphrase", "identity", "identity_file"))
+    return named or mode(params) == "database_password"
+
+
 def reader_options(params):
     """AgeReader keyword arguments from whatever key the caller gave (mode need not be set to read)."""
     settings = _settings(params)

@@ -9,17 +9,19 @@ import os
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import DEFAULT_CATALOG, Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, check_name, utcnow
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines.base import PREVIOUS_SUFFIX, STAGE_SUFFIX
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import open_engine
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.base import FileStore
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import (
+    DEFAULT_ENGINE,
+    ENGINE_CLASSES,
+    ENGINES,
+    open_engine,
+)
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import connection_argument_spec
 
 # The archive member name of the main database; linked projects use their own names.
 MAIN = "db"
-ENGINES = ["postgresql", "sqlite"]
 # For AnsibleModule(required_if=...): each engine names its database its own way.
-REQUIRED_IF = [("engine", "postgresql", ("database",)), ("engine", "sqlite", ("path",))]
-# Where a linked project may differ from the environment; the server itself may not (one rename transaction).
-_SERVER_KEYS = ("login_host", "login_port", "login_unix_socket")
+REQUIRED_IF = [("engine", name, (engine.target_option,)) for name, engine in ENGINE_CLASSES.items()]
 _CONNECTION_KEYS = frozenset(connection_argument_spec())
 
 
@@ -28,7 +30,7 @@ def environment_argument_spec():
     spec = connection_argument_spec()
     spec.update(
         environment=dict(type="str", required=True),
-        engine=dict(type="str", default="postgresql", choices=ENGINES),
+        engine=dict(type="str", default=DEFAULT_ENGINE, choices=ENGINES),
         database=dict(type="str"),
         path=dict(type="path"),
         files_path=dict(type="path"),
@@ -64,10 +66,9 @@ class Environment:
         self.catalog = Catalog(params["catalog"])
         self.tmp_dir = private_tmp(params)
         self.engine = open_engine(params, self.tmp_dir)
-        target = params.get("path") if params["engine"] == "sqlite" else params.get("database")
+        target = params.get(self.engine.target_option)
         if not target:
-            raise LifeboatError("option %s is required for engine %s"
-                                % ("path" if params["engine"] == "sqlite" else "database", params["engine"]))
+            raise LifeboatError("option %s is required for engine %s" % (self.engine.target_option, self.engine.name))
         self.engine.check_target(target)
         self.targets = {MAIN: target}
         # The engine that dumps, restores and updates each database (linked projects may log in differently);
@@ -79,20 +80,17 @@ class Environment:
         self.files_path = params.get("files_path")
         if self.files_path and not os.path.isabs(self.files_path):
             raise LifeboatError("files_path %s must be absolute" % self.files_path)
+        self.files = FileStore(self.files_path) if self.files_path else None
 
     def _link(self, project):
         name = check_name(project["name"], "linked project name")
         if name in self.targets:
             raise LifeboatError("linked project name %s is used twice (or is the main database's name, db)" % name)
-        sqlite = self.params["engine"] == "sqlite"
-        target = project.get("path") if sqlite else project.get("database")
+        target = project.get(self.engine.target_option)
         if not target:
-            raise LifeboatError("linked project %s needs %s" % (name, "path" if sqlite else "database"))
+            raise LifeboatError("linked project %s needs %s" % (name, self.engine.target_option))
         overrides = {key: value for key, value in project.items() if key in _CONNECTION_KEYS and value is not None}
-        if not sqlite and any(overrides.get(key, self.params.get(key)) != self.params.get(key) for key in _SERVER_KEYS):
-            raise LifeboatError("linked project %s is on another PostgreSQL server than environment %s; all of an "
-                                "environment's databases must live on one server (they are swapped in one "
-                                "transaction)" % (name, self.name))
+        self.engine.check_link(name, overrides)
         engine = open_engine(dict(self.params, **overrides), self.tmp_dir) if overrides else self.engine
         engine.check_target(target)
         if target in self.targets.values():
@@ -114,12 +112,9 @@ class Environment:
             stamp = moment.strftime("%Y%m%d%H%M%S")
             names = [self.engine.previous_name(t, stamp) for t in self.targets.values()]
             if not any(self.engine.exists(n) for n in names) and not (
-                    self.files_path and os.path.lexists(self.files_path + PREVIOUS_SUFFIX + stamp)):
+                    self.files and os.path.lexists(self.files.previous_name(stamp))):
                 return stamp
             moment = moment.fromtimestamp(moment.timestamp() + 1, moment.tzinfo)
-
-    def staging_files(self):
-        return self.files_path + STAGE_SUFFIX if self.files_path else None
 
     def journal_path(self):
         return self.catalog.journal_path(self.name)

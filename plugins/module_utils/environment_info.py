@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, tree_size
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import tree_size
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import Environment
 
 
@@ -27,48 +27,35 @@ def environment_info(params, check_mode=False):
             "current": env.state().get("current"),
             "free_space": free_space(_space_paths(env)),
             "needed_space": needed_space(env),
+            # False on a replacement node: nothing to save before a restore, nothing to roll back to.
+            "has_data": any(env.engines[name].exists(target) for name, target in env.targets.items())
+            or bool(env.files_path and os.path.isdir(env.files_path) and os.listdir(env.files_path)),
         }
     finally:
         env.close()
 
 
-def sessions(env):
+def sessions(environment):
     """Database (name or SQLite path) -> sessions other than ours; SQLite: 1 while another process locks it."""
-    return {target: env.engines[name].session_count(target) for name, target in env.targets.items()}
+    return {target: environment.engines[name].session_count(target) for name, target in environment.targets.items()}
 
 
-def needed_space(env):
+def needed_space(environment):
     """Rough bytes a restore needs: the current databases plus the file store."""
     total = 0
-    for name, target in env.targets.items():
-        if env.engines[name].exists(target):
-            total += env.engines[name].database_size(target)
-    if env.files_path and os.path.isdir(env.files_path):
-        total += tree_size(env.files_path)[1]
+    for name, target in environment.targets.items():
+        if environment.engines[name].exists(target):
+            total += environment.engines[name].database_size(target)
+    if environment.files_path and os.path.isdir(environment.files_path):
+        total += tree_size(environment.files_path)[1]
     return total
 
 
-def _space_paths(env):
-    paths = [env.catalog.root]
-    if env.files_path:
-        paths.append(os.path.dirname(env.files_path.rstrip("/")) or "/")
-    if env.engine.name == "sqlite":
-        paths.extend(os.path.dirname(target) for target in env.targets.values())
-    else:
-        data_directory = _data_directory(env)
-        if data_directory:
-            paths.append(data_directory)
-    return paths
-
-
-def _data_directory(env):
-    """The PostgreSQL data directory when this user may read the setting and the directory is on this node."""
-    try:
-        rows = env.engine.server._rows("SHOW data_directory", action="reading data_directory")
-    except LifeboatError:
-        return None
-    path = rows[0][0] if rows else None
-    return path if path and os.path.isdir(path) else None
+def _space_paths(environment):
+    paths = [environment.catalog.root]
+    if environment.files_path:
+        paths.append(os.path.dirname(environment.files_path.rstrip("/")) or "/")
+    return paths + environment.engine.space_paths(list(environment.targets.values()))
 
 
 def free_space(paths):

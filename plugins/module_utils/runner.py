@@ -9,16 +9,15 @@ import errno
 
 from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
-    HAS_PSYCOPG,
-    PSYCOPG_IMPORT_ERROR,
-)
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import DEFAULT_ENGINE, engine_class
 
 
 def require_libraries(module):
     """Before anything connects: a missing library is the operator's first message."""
-    if module.params.get("engine", "postgresql") == "postgresql" and not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib("psycopg"), exception=PSYCOPG_IMPORT_ERROR)
+    missing = engine_class(module.params.get("engine", DEFAULT_ENGINE)).missing_library()
+    if missing:
+        library, import_error = missing
+        module.fail_json(msg=missing_required_lib(library), exception=import_error)
 
 
 def run_module(module, operation):

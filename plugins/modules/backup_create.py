@@ -17,6 +17,10 @@ description:
     never leaves a half archive in the catalog.
   - While the backup runs, the environment is locked against restores.
 author: Lifeboat maintainers (@lifeboat-maintainers)
+requirements:
+  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
+  - C(pg_dump) of the server's major version or newer, when O(engine=postgresql)
+  - cryptography >= 38, when O(encryption) is set
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
@@ -55,6 +59,10 @@ options:
   model_version:
     description:
       - The application's model version, recorded as C(modelVersion) in C(.metadata).
+    type: str
+  _tool_version:
+    description:
+      - Internal, set by the action plugin (the collection's version, for the archive's manifest). Do not set it.
     type: str
 attributes:
   platform:
@@ -184,6 +192,8 @@ def main():
         model_version=dict(type="str"),
         layout=dict(type="str", default="archive", choices=["archive", "per_project"]),
         dest=dict(type="path"),
+        # Set by the action plugin, not by users.
+        _tool_version=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=REQUIRED_IF + [("layout", "per_project", ("dest",))])

@@ -25,6 +25,9 @@ description:
   - The database and connection options are accepted, so that C(module_defaults) for the whole
     C(lifeboat.backup.all) group apply, but a download does not use them.
 author: Lifeboat maintainers (@lifeboat-maintainers)
+requirements:
+  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs, though a download
+    does not connect
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.conn

@@ -23,6 +23,10 @@ description:
   - A damaged backup is reported in RV(damaged); it does not fail the module. Failing is up to the play
     (see the examples).
 author: Lifeboat maintainers (@lifeboat-maintainers)
+requirements:
+  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
+  - C(pg_restore) as for M(lifeboat.backup.backup_restore), for O(verify=restore) on PostgreSQL
+  - cryptography >= 38, to verify an encrypted archive
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment

@@ -27,6 +27,9 @@ description:
   - The environment is locked while pruning, so no restore reads a backup that is being removed. If another
     run holds the lock, the module fails and names it.
 author: Lifeboat maintainers (@lifeboat-maintainers)
+requirements:
+  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs (pruning drops
+    previous copies of databases)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment

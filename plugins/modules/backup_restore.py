@@ -23,6 +23,10 @@ description:
   - The environment records which backup it runs on; restoring that backup again changes nothing unless
     O(force=true).
 author: Lifeboat maintainers (@lifeboat-maintainers)
+requirements:
+  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
+  - C(pg_restore) of the major version of the C(pg_dump) that made the archive or newer, when O(engine=postgresql)
+  - cryptography >= 38, to restore an encrypted archive
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
@@ -200,7 +204,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_restore import restore
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
-from ansible_collections.lifeboat.backup.plugins.module_utils.structure_update import UPDATE_CONSTRAINTS, update_options
+from ansible_collections.lifeboat.backup.plugins.module_utils.migrations import UPDATE_CONSTRAINTS, update_options
 
 
 def main():

@@ -35,6 +35,10 @@ description:
     application that still has sessions open makes it refuse unless O(terminate_sessions=true); the upload
     stays registered, so running the task again restores it without sending it again.
 author: Lifeboat maintainers (@lifeboat-maintainers)
+requirements:
+  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
+  - C(pg_restore) as for M(lifeboat.backup.backup_restore), to check a bare PostgreSQL dump or with O(restore=true)
+  - cryptography >= 38, to check or restore an encrypted archive with a key
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.conn

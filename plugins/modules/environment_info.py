@@ -17,6 +17,8 @@ description:
     backup is being written (RV(lock)).
   - It changes nothing, takes no lock and needs no key.
 author: Lifeboat maintainers (@lifeboat-maintainers)
+requirements:
+  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
@@ -98,6 +100,14 @@ needed_space:
   returned: always
   type: int
   sample: 734003200
+has_data:
+  description:
+    - Whether any database of the environment exists or its file store holds anything. False on a
+      replacement node that has no data yet, where a restore has nothing to save first and nothing to roll
+      back to.
+  returned: always
+  type: bool
+  sample: true
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -28,6 +28,8 @@ description:
   - File names, the history table, the environment variables given to O(command) and the rules are described
     in C(docs/structure-update.md) of the collection.
 author: Lifeboat maintainers (@lifeboat-maintainers)
+requirements:
+  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
@@ -194,12 +196,9 @@ duration:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
+from ansible_collections.lifeboat.backup.plugins.module_utils.migrations import UPDATE_CONSTRAINTS, update_options
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
-from ansible_collections.lifeboat.backup.plugins.module_utils.structure_update import (
-    UPDATE_CONSTRAINTS,
-    update_environment,
-    update_options,
-)
+from ansible_collections.lifeboat.backup.plugins.module_utils.structure_update import update_environment
 
 
 def main():

@@ -18,8 +18,8 @@ import sys
 import threading
 import time
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import backup_restore
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines import postgresql, postgresql_server
+from ansible_collections.lifeboat.backup.plugins.module_utils import backup_restore, swap
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines import base, postgresql, postgresql_server
 
 
 def die():
@@ -62,11 +62,11 @@ def wrap(owner, name, before=False, nth=1):
 
 POINTS = {
     "during_pg_restore": kill_during_pg_restore,
-    "after_staging": lambda: wrap(backup_restore, "_write_journal", before=True),
-    "after_journal": lambda: wrap(backup_restore, "_write_journal", before=False),
-    "during_commit": lambda: wrap(postgresql.PostgresEngine, "apply_swap", before=False),
-    "between_file_ops": lambda: wrap(backup_restore, "apply_op", before=False),
-    "before_finish": lambda: wrap(backup_restore, "_finish", before=True),
+    "after_staging": lambda: wrap(swap, "write_journal", before=True),
+    "after_journal": lambda: wrap(swap, "write_journal", before=False),
+    "during_commit": lambda: wrap(postgresql.PostgresEngine, "rename_all", before=False),
+    "between_file_ops": lambda: wrap(base, "apply_path_op", before=False),
+    "before_finish": lambda: wrap(swap, "finish", before=True),
 }
 
 

@@ -9,7 +9,12 @@ import os
 import time
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, SetupError
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.base import Engine
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_migrator import PostgresMigrator
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
+    HAS_PSYCOPG,
+    PGDMP_MAGIC,
+    PSYCOPG_IMPORT_ERROR,
     PgTools,
     PostgresServer,
     derived_name,
@@ -17,20 +22,30 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql
 
 PG_STAGE_SUFFIX = "__lb_stage"
 PG_PREVIOUS_SUFFIX = "__lb_prev_"
+PG_VERIFY_SUFFIX = "__lb_verify"
+# The journal operation that swaps every database of an environment in one transaction.
+RENAME_ALL = "pg_swap"
+# Where a linked project may differ from the environment; the server itself may not (one rename transaction).
+_SERVER_KEYS = ("login_host", "login_port", "login_unix_socket")
 # How long ended PostgreSQL sessions may take to go away before the swap gives up.
 SESSION_DRAIN_SECONDS = 10
 
 
-class PostgresEngine:
+class PostgresEngine(Engine):
     name = "postgresql"
-    # All databases of an environment are renamed in one transaction.
-    atomic_swap = True
-    companion_suffixes = ()
+    target_option = "database"
+    dump_magic = PGDMP_MAGIC
+    # All databases of an environment are renamed in one transaction, which first ends the sessions.
+    sessions_end_at_swap = True
 
     def __init__(self, params, tmp_dir=None):
-        self.params = params
+        super().__init__(params, tmp_dir)
         self.server = PostgresServer(params)
-        self.tools = PgTools(self.server, params, tmp_dir)
+        self.tools = PgTools(self.server, params, self.tmp_dir)
+
+    @staticmethod
+    def missing_library():
+        return None if HAS_PSYCOPG else ("psycopg", PSYCOPG_IMPORT_ERROR)
 
     def server_version(self):
         return self.server.server_version()[1]
@@ -42,8 +57,17 @@ class PostgresEngine:
                 "restore it" % target
             )
 
+    def check_link(self, name, overrides):
+        if any(overrides.get(key, self.params.get(key)) != self.params.get(key) for key in _SERVER_KEYS):
+            raise LifeboatError("linked project %s is on another PostgreSQL server than environment %s; all of an "
+                                "environment's databases must live on one server (they are swapped in one "
+                                "transaction)" % (name, self.params["environment"]))
+
     def exists(self, target):
         return self.server.database_exists(target)
+
+    def check_copy_place(self, target):
+        self.server.server_version()  # a server that cannot be reached is the operator's to fix
 
     def read_through(self, dump_path):
         """Read a custom-format dump to its end with the pg_restore a restore would use."""
@@ -67,6 +91,9 @@ class PostgresEngine:
 
     def previous_name(self, target, stamp):
         return derived_name(target, PG_PREVIOUS_SUFFIX + stamp)
+
+    def scratch_name(self, target):
+        return derived_name(target, PG_VERIFY_SUFFIX)
 
     def leftover_staging(self, target):
         name = self.staging_name(target)
@@ -94,14 +121,40 @@ class PostgresEngine:
         if self.server.database_exists(name):
             self.server.drop_database(name)
 
-    def swap_ops(self, pairs):
-        return [{"kind": "pg_swap", "pairs": [list(pair) for pair in pairs]}]
+    def space_paths(self, targets):
+        """The data directory, when this user may read the setting and the directory is on this node."""
+        path = self.server.data_directory()
+        return [path] if path and os.path.isdir(path) else []
 
-    def swap_done(self, op):
+    def swap_ops(self, pairs):
+        return [{"kind": RENAME_ALL, "pairs": [list(pair) for pair in pairs]}]
+
+    def touches(self, op):
+        if op.get("kind") != RENAME_ALL:
+            return super().touches(op)
+        pairs = op.get("pairs")
+        if not isinstance(pairs, list) or not all(isinstance(pair, list) and len(pair) == 3 for pair in pairs):
+            return None
+        names = []
+        for target, staging, previous in pairs:
+            names.append((staging, target))
+            if previous is not None:
+                names.append((previous, target))
+        return names
+
+    def done(self, op):
+        if op["kind"] != RENAME_ALL:
+            return super().done(op)
         return all(self.server.database_exists(target) and not self.server.database_exists(staging)
                    for target, staging, _previous in op["pairs"])
 
-    def apply_swap(self, op, terminate):
+    def apply(self, op, terminate):
+        if op["kind"] != RENAME_ALL:
+            super().apply(op, terminate)
+        elif not self.done(op):
+            self.rename_all(op, terminate)
+
+    def rename_all(self, op, terminate):
         """Block new connections, end (or refuse) the remaining ones, then rename everything at once."""
         current = [target for target, _staging, previous in op["pairs"] if previous]
         for target in current:
@@ -115,10 +168,18 @@ class PostgresEngine:
                 renames.append((staging, target))
             self.server.rename_databases(renames)
         except BaseException:
-            for target in current:
-                if self.server.database_exists(target):
-                    self.server.set_allow_connections(target, True)
+            self._reopen(current)
             raise
+
+    def undo(self, op):
+        if op["kind"] == RENAME_ALL:
+            # The commit point was never reached: the databases take connections again.
+            self._reopen([target for target, _staging, previous in op["pairs"] if previous])
+
+    def _reopen(self, targets):
+        for target in targets:
+            if self.server.database_exists(target):
+                self.server.set_allow_connections(target, True)
 
     def _drain(self, targets, terminate):
         deadline = time.monotonic() + SESSION_DRAIN_SECONDS
@@ -128,10 +189,7 @@ class PostgresEngine:
                 if count == 0:
                     break
                 if not terminate:
-                    raise LifeboatError(
-                        "database %s has %d session(s) connected (is the app still running?); stop the app "
-                        "or set terminate_sessions: true" % (target, count)
-                    )
+                    raise self.in_use(target, count)
                 if time.monotonic() > deadline:
                     raise LifeboatError("sessions on database %s did not end within %d seconds"
                                         % (target, SESSION_DRAIN_SECONDS))
@@ -145,6 +203,10 @@ class PostgresEngine:
         for name in previous:
             if self.server.database_exists(name):
                 self.server.set_allow_connections(name, False)
+
+    def migrator(self, target, history_table=None, role=None):
+        """structure_update on ``target``, as ``role`` (by default the database's owner)."""
+        return PostgresMigrator(self.server, self.tools, target, history_table, role)
 
     def close(self):
         self.server.close()

@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 import traceback
+from urllib.parse import quote, urlencode
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import process
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, SetupError, remove_path
@@ -39,6 +40,8 @@ MAX_IDENTIFIER_BYTES = 63
 SSL_MODES = ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]
 CONNECT_TIMEOUT = 10
 STDERR_LINES = 20
+# How a custom-format dump (pg_dump -Fc) begins.
+PGDMP_MAGIC = b"PGDMP"
 _TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+((\d+)\S*)")
 _LOCK_WAIT_TIMEOUT = re.compile(r"^\d+(us|ms|s|min|h|d)?$")
 _DUMP_HEADER = re.compile(r";\s+(?:Archive created at (?P<created>.+)|(?P<key>[A-Za-z_ ]+):\s*(?P<value>.*))$")
@@ -202,6 +205,21 @@ def _libpq_params(params):
     return keywords
 
 
+def database_url(params, dbname):
+    """The connection options as a libpq URI for ``dbname`` (an application's DATABASE_URL), without the password:
+    the child reads it from the passfile of ``PgTools.credentials``."""
+    keywords = _libpq_params(params)
+    query = {key: keywords[key] for key in ("sslmode", "sslrootcert") if key in keywords}
+    host = keywords.get("host", "")
+    if host.startswith("/"):
+        # A unix socket directory cannot be the URI's host part.
+        query["host"], host = host, ""
+    elif ":" in host:
+        host = "[%s]" % host
+    return "postgresql://%s@%s:%s/%s?%s" % (
+        quote(keywords["user"], safe=""), host, keywords["port"], quote(dbname, safe=""), urlencode(query))
+
+
 def first_line(exc):
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
@@ -319,6 +337,14 @@ class PostgresServer:
             self._version = (self._db().info.server_version // 10000, full)
         return self._version
 
+    def data_directory(self):
+        """The server's data directory, or None when this user may not read the setting."""
+        try:
+            rows = self._rows("SHOW data_directory", action="reading data_directory")
+        except LifeboatError:
+            return None
+        return rows[0][0] if rows else None
+
     def _missing(self, name):
         return LifeboatError("database %s does not exist on the PostgreSQL server at %s" % (name, self._where()))
 
@@ -399,14 +425,6 @@ class PostgresServer:
                     sql.Identifier(schema), sql.Identifier(owner)))
                 conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
                     sql.Identifier(name), sql.Identifier(schema)))
-
-    def list_databases(self, like_pattern=None):
-        """Names of the non-template databases, optionally matching a LIKE pattern (see ``like_escape``)."""
-        rows = self._rows(
-            "SELECT datname FROM pg_database WHERE NOT datistemplate AND (%s::text IS NULL OR datname LIKE %s)"
-            " ORDER BY datname", [like_pattern, like_pattern],
-        )
-        return [row[0] for row in rows]
 
     def database_properties(self, name):
         """What a copy of database ``name`` must share with it: owner, locale, limits, settings, privileges."""
@@ -663,11 +681,11 @@ class PgTools:
 
     def child_env(self):
         # Built on the inherited environment so that pg_dump sees what psycopg's libpq sees (PGSSLCERT, ...).
-        env = dict(os.environ)
-        env.pop("PGDATABASE", None)
+        child_env = dict(os.environ)
+        child_env.pop("PGDATABASE", None)
         for keyword, value in _libpq_params(self.params).items():
-            env[_LIBPQ_ENV[keyword]] = str(value)
-        return env
+            child_env[_LIBPQ_ENV[keyword]] = str(value)
+        return child_env
 
     def _private_file(self, prefix, text):
         """A 0600 file holding ``text`` in the private directory; the caller removes it."""
@@ -680,28 +698,28 @@ class PgTools:
         return path
 
     @contextlib.contextmanager
-    def credentials(self, env, user=None, password=None):
-        """``env`` for a child that logs in as ``user`` with ``password`` (default: login_user and login_password).
+    def credentials(self, child_env, user=None, password=None):
+        """``child_env`` for a child that logs in as ``user`` with ``password`` (default: login_user, login_password).
 
         The password goes into a passfile; one a passfile cannot hold (a line break) into the child's PGPASSWORD
         instead, which only the child and root can read. Never into argv.
         """
-        env = dict(env)
+        child_env = dict(child_env)
         if user is None:
             password = self.params.get("login_password")
         else:
-            env["PGUSER"] = user
+            child_env["PGUSER"] = user
         if not password:
-            yield env
+            yield child_env
             return
         # An inherited PGPASSWORD would win over our passfile.
-        env.pop("PGPASSWORD", None)
+        child_env.pop("PGPASSWORD", None)
         if "\n" in password or "\r" in password:
-            yield dict(env, PGPASSWORD=password)
+            yield dict(child_env, PGPASSWORD=password)
             return
         path = self._private_file("lifeboat-pgpass-", "*:*:*:*:%s\n" % re.sub(r"([\\:])", r"\\\1", password))
         try:
-            yield dict(env, PGPASSFILE=path)
+            yield dict(child_env, PGPASSFILE=path)
         finally:
             remove_path(path)
 
@@ -717,10 +735,11 @@ class PgTools:
     def _run(self, name, args, action, stdout=subprocess.DEVNULL, env_extra=None, connects=True, user=None,
              password=None):
         path = self.tool(name)[0]
-        env = dict(self.child_env(), **(env_extra or {}))
-        with self.credentials(env, user, password) if connects else contextlib.nullcontext(env) as env:
+        child_env = dict(self.child_env(), **(env_extra or {}))
+        logged_in = self.credentials(child_env, user, password) if connects else contextlib.nullcontext(child_env)
+        with logged_in as child_env:
             try:
-                done = process.run([path] + args, env=env, stdin=subprocess.DEVNULL, stdout=stdout,
+                done = process.run([path] + args, env=child_env, stdin=subprocess.DEVNULL, stdout=stdout,
                                    stderr=subprocess.PIPE, check=False)
             except OSError as exc:
                 raise LifeboatError("cannot run %s (%s) %s: %s" % (name, path, action, exc)) from None

@@ -17,15 +17,18 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import (
     fsync_file,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.base import (
-    PREVIOUS_SUFFIX,
-    STAGE_SUFFIX,
+    Engine,
+    previous_path,
     rename_op,
+    staging_path,
     swap_path_ops,
 )
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.sqlite_migrator import SqliteMigrator
 
 # Files SQLite keeps beside a database; a stale one next to a swapped-in file would corrupt it.
 SIDECAR_SUFFIXES = ("-wal", "-shm", "-journal")
 SQLITE_MAGIC = b"SQLite format 3\x00"
+VERIFY_SUFFIX = ".lb_verify"
 # How long to wait for the application's locks before calling the database "in use".
 BUSY_TIMEOUT = 2.0
 _PAGES_PER_STEP = 1024
@@ -135,20 +138,13 @@ def in_use(path, timeout=BUSY_TIMEOUT):
         connection.close()
 
 
-def sidecars(path):
-    """The -wal/-shm/-journal files present beside ``path``."""
-    return [path + suffix for suffix in SIDECAR_SUFFIXES if os.path.exists(path + suffix)]
+class SqliteEngine(Engine):
+    """SQLite files are renamed one by one; the swap journal covers the gaps."""
 
-
-class SqliteEngine:
     name = "sqlite"
-    # SQLite files are renamed one by one; the swap journal covers the gaps.
-    atomic_swap = False
-    # Files that belong to a database file and carry its name plus a suffix.
+    target_option = "path"
+    dump_magic = SQLITE_MAGIC
     companion_suffixes = SIDECAR_SUFFIXES
-
-    def __init__(self, params):
-        self.params = params
 
     def server_version(self):
         return server_version()
@@ -159,6 +155,12 @@ class SqliteEngine:
 
     def exists(self, target):
         return os.path.exists(target)
+
+    def check_copy_place(self, target):
+        directory = os.path.dirname(target)
+        if not os.path.isdir(directory):
+            raise LifeboatError("directory %s of SQLite database %s does not exist; copies of it are made there"
+                                % (directory, target))
 
     def dump(self, target, dest):
         return backup_to(target, dest)
@@ -176,19 +178,20 @@ class SqliteEngine:
         )
 
     def staging_name(self, target):
-        return target + STAGE_SUFFIX
+        return staging_path(target)
 
     def previous_name(self, target, stamp):
-        return target + PREVIOUS_SUFFIX + stamp
+        return previous_path(target, stamp)
+
+    def scratch_name(self, target):
+        return target + VERIFY_SUFFIX
 
     def leftover_staging(self, target):
         staging = self.staging_name(target)
         return [path for path in [staging] + [staging + s for s in SIDECAR_SUFFIXES] if os.path.lexists(path)]
 
     def stage(self, target, dump_path, staging, owner=None):
-        directory = os.path.dirname(target)
-        if not os.path.isdir(directory):
-            raise LifeboatError("directory %s of SQLite database %s does not exist" % (directory, target))
+        self.check_copy_place(target)
         restore_to(dump_path, staging)
         if os.path.exists(target):
             copy_owner_mode(target, staging)
@@ -219,12 +222,16 @@ class SqliteEngine:
             ops.extend(rename_op(staging + s, target + s, optional=True) for s in SIDECAR_SUFFIXES)
         return ops
 
-    def after_swap(self, targets, previous):
-        pass
+    def space_paths(self, targets):
+        return [os.path.dirname(target) for target in targets]
+
+    def migrator(self, target, history_table=None, role=None):
+        """structure_update on ``target``; SQLite has no roles."""
+        if role:
+            raise LifeboatError("option role applies to PostgreSQL only; remove it for SQLite database %s" % target)
+        self.check_target(target)
+        return SqliteMigrator(target, history_table, connect_existing)
 
     def read_through(self, dump_path):
         raise LifeboatError("it is a PostgreSQL custom-format dump, but environment %s has engine sqlite; upload it to "
                             "an environment with engine postgresql" % self.params["environment"])
-
-    def close(self):
-        pass

@@ -54,7 +54,8 @@ def fabricate(env, template, moment, label=None):
     backup_id = new_backup_id(moment)
     tmp = os.path.join(catalog.tmp_dir(env["environment"]), backup_id + ".part")
     shutil.copy(template["path"], tmp)
-    entry = {key: value for key, value in Catalog(env["catalog"]).get(env["environment"], template["id"]).items()
+    stored = Catalog(env["catalog"]).entries(env["environment"]).get(template["id"])
+    entry = {key: value for key, value in stored.items()
              if key not in ("path", "file", "size", "sha256", "environment")}
     entry.update(id=backup_id, created_at=isoformat(moment), label=label)
     return catalog.add(env["environment"], entry, tmp, ".tar")

@@ -9,6 +9,7 @@ module's own core API, and what the tasks did is proven by querying them afterwa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -17,7 +18,9 @@ import textwrap
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import structure_update
+from ansible_collections.lifeboat.backup.plugins.module_utils import migrations
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql import PostgresEngine
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.sqlite import SqliteEngine
 from playbook import run_play, run_tasks
 
 MODULE = "lifeboat.backup.structure_update"
@@ -102,7 +105,8 @@ def pg_owners(cluster, db):
 def test_postgres_check_mode_apply_idempotence_diff_and_owner(pg_cluster, tmp_path):
     db = new_pg_database(pg_cluster)
     params = dict(pg_cluster.conn_params(tcp=True), environment="shop", database=db)
-    structure_update.update("postgresql", params, db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
+    with contextlib.closing(PostgresEngine(params)) as engine:
+        migrations.update(engine, db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
     args = dict(params, migrations=migrations_dir(tmp_path / "migrations", PG_MIGRATIONS))
 
     results, process = run_play([
@@ -136,12 +140,12 @@ def test_postgres_drift_newer_failure_and_command(pg_cluster, tmp_path):
     full = migrations_dir(tmp_path / "migrations", PG_MIGRATIONS)
 
     drift_db, newer_db, failing_db, command_db = (new_pg_database(pg_cluster) for _index in range(4))
-    for db in (drift_db, newer_db):
-        structure_update.update("postgresql", conn, db, migrations=full)
+    with contextlib.closing(PostgresEngine(conn)) as engine:
+        for db in (drift_db, newer_db):
+            migrations.update(engine, db, migrations=full)
+        migrations.update(engine, failing_db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
     pg_cluster.psql("INSERT INTO lifeboat_schema_history (version, description, sha256, duration) "
                     "VALUES (5, 'from a newer release', 'x', 0)", db=newer_db)
-    structure_update.update("postgresql", conn, failing_db,
-                            migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
     edited = migrations_dir(tmp_path / "edited", PG_MIGRATIONS, **{
         "V2__add_email.sql": "ALTER TABLE customers ADD COLUMN email varchar(200);\n",
         "V4__add_notes.sql": "CREATE TABLE notes (body text);\n",
@@ -207,8 +211,7 @@ def test_sqlite_check_apply_idempotence_failure_and_command(tmp_path):
     for path in (app, broken_app, command_app):
         sqlite3.connect(path).close()
     for path in (app, broken_app):
-        structure_update.update("sqlite", {}, path,
-                                migrations=migrations_dir(tmp_path / "v1", SQLITE_MIGRATIONS, upto=1))
+        migrations.update(SqliteEngine({}), path, migrations=migrations_dir(tmp_path / "v1", SQLITE_MIGRATIONS, upto=1))
     full = migrations_dir(tmp_path / "migrations", SQLITE_MIGRATIONS)
     broken = migrations_dir(tmp_path / "broken", SQLITE_MIGRATIONS, **{"V3__create_tags.sql": FAILING_V3})
     command, log = updater(tmp_path)
@@ -230,7 +233,7 @@ def test_sqlite_check_apply_idempotence_failure_and_command(tmp_path):
     assert real["changed"] is True and real["applied"] == [2, 3] and real["version_before"] == 1, real
     assert real["diff"] == {"before": {"version": 1}, "after": {"version": 3}} and real["role"] is None
     assert again["changed"] is False and again["applied"] == [], again
-    assert structure_update.current_version("sqlite", {}, app) == 3
+    assert migrations.current_version(SqliteEngine({}), app) == 3
     with sqlite3.connect(app) as connection:
         assert connection.execute("SELECT count(*) FROM sqlite_master WHERE name IN ('tags', 'tags_page')"
                                   ).fetchone() == (2,)
@@ -238,7 +241,7 @@ def test_sqlite_check_apply_idempotence_failure_and_command(tmp_path):
 
     assert failing.get("failed") and "migration V3__create_tags.sql failed" in failing["msg"], failing
     assert "no such table: no_such_table" in failing["msg"] and "line 2" in failing["msg"]
-    assert structure_update.current_version("sqlite", {}, broken_app) == 2
+    assert migrations.current_version(SqliteEngine({}), broken_app) == 2
     with sqlite3.connect(broken_app) as connection:
         assert connection.execute("SELECT name FROM sqlite_master WHERE name = 'v3_first'").fetchall() == []
     connection.close()

@@ -20,7 +20,8 @@ import types
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import archive, common
+from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, common
+from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import SUFFIXES
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
 
 DUMP = b"PGDMP" + bytes(range(256)) * 64
@@ -110,10 +111,16 @@ def write(path, via="file", **kwargs):
         thread.join()
 
 
+def read_path(path, **kwargs):
+    """read_archive on the file at ``path``, named by it."""
+    with open(path, "rb") as handle:
+        return archive.read_archive(handle, name=path, **kwargs)
+
+
 def read(path, via="file", **kwargs):
     """Read an archive from ``path``, directly or through a pipe."""
     if via == "file":
-        return archive.read_path(path, **kwargs)
+        return read_path(path, **kwargs)
     read_end, write_end = os.pipe()
 
     def feed():
@@ -242,7 +249,7 @@ def test_linked_databases_and_no_file_store(tmp_path, dump):
     assert warnings == [] and manifest["files"] is None
     assert [item["member"] for item in manifest["databases"]] == ["db/db.backup", "db/linked_2.backup"]
 
-    contents = archive.read_path(path, **targets(tmp_path))
+    contents = read_path(path, **targets(tmp_path))
     assert contents.tree is None and contents.files == (0, 0)
     assert not (tmp_path / "work" / "tree").exists()
     assert pathlib.Path(contents.databases["linked_2"]).read_bytes() == b"PGDMP other"
@@ -251,7 +258,7 @@ def test_linked_databases_and_no_file_store(tmp_path, dump):
 def test_file_store_skipped_on_read_is_still_verified(tmp_path, dump, store):
     good = str(tmp_path / "good.tar")
     manifest, _warnings = write(good, databases=[("db", dump)], files_path=store)
-    contents = archive.read_path(good, db_dir=str(tmp_path / "work" / "db"), tree_dir=None)
+    contents = read_path(good, db_dir=str(tmp_path / "work" / "db"), tree_dir=None)
     assert contents.tree is None and contents.files == (manifest["files"]["count"], manifest["files"]["size"])
 
     def change(info, data):
@@ -259,7 +266,7 @@ def test_file_store_skipped_on_read_is_still_verified(tmp_path, dump, store):
 
     bad = repack(good, tmp_path / "bad.tar", change)
     with pytest.raises(LifeboatError, match=r"truncated or corrupt: member tree/a/b/c.txt has 7 bytes and SHA-256"):
-        archive.read_path(bad, db_dir=str(tmp_path / "work" / "db2"), tree_dir=None)
+        read_path(bad, db_dir=str(tmp_path / "work" / "db2"), tree_dir=None)
     assert os.listdir(tmp_path / "work" / "db2") == []
 
 
@@ -267,7 +274,7 @@ def test_empty_file_store_gives_an_empty_directory(tmp_path, dump):
     (tmp_path / "store").mkdir(mode=0o711)
     path = str(tmp_path / "backup.tar")
     write(path, databases=[("db", dump)], files_path=str(tmp_path / "store"))
-    contents = archive.read_path(path, **targets(tmp_path))
+    contents = read_path(path, **targets(tmp_path))
     assert contents.files == (0, 0)
     assert os.listdir(contents.tree) == [] and stat.S_IMODE(os.stat(contents.tree).st_mode) == 0o711
 
@@ -314,7 +321,7 @@ def test_write_refuses_a_name_that_is_not_utf8(tmp_path, dump):
 )
 def test_suffix_for(compression, encrypted, suffix):
     assert archive.suffix_for(compression, encrypted) == suffix
-    assert suffix in archive.SUFFIXES
+    assert suffix in SUFFIXES
 
 
 def test_suffix_for_refuses_unknown_compression():
@@ -350,7 +357,7 @@ def test_mendix_snapshot(tmp_path, compression, prefix):
     members = ([member("./", kind=tarfile.DIRTYPE)] if prefix else []) + mendix_members(prefix)
     path = build_tar(tmp_path / "snapshot.tar", members, compression)
     assert archive.detect_kind(path) == "mendix"
-    contents = archive.read_path(path, **targets(tmp_path))
+    contents = read_path(path, **targets(tmp_path))
     assert (contents.kind, contents.manifest, contents.metadata) == ("mendix", None, METADATA)
     assert pathlib.Path(contents.databases["db"]).read_bytes() == DUMP
     assert contents.files == (2, 17)
@@ -371,7 +378,7 @@ def test_mendix_snapshot_made_by_gnu_tar(tmp_path):
     path = str(tmp_path / "files_and_database.tar.gz")
     subprocess.run(["tar", "-C", str(source), "-czf", path, ".metadata", "db", "tree"], check=True)
     assert archive.detect_kind(path) == "mendix"
-    contents = archive.read_path(path, **targets(tmp_path))
+    contents = read_path(path, **targets(tmp_path))
     assert contents.kind == "mendix" and contents.files == (1, 5000)
     assert pathlib.Path(os.path.join(contents.tree, "0d/3e/0d3e301f")).read_bytes() == b"x" * 5000
 
@@ -381,7 +388,7 @@ def test_tar_without_main_dump_is_not_recognised(tmp_path):
     with pytest.raises(LifeboatError, match="is not a Lifeboat archive, a Mendix snapshot or a PostgreSQL"):
         archive.detect_kind(path)
     with pytest.raises(LifeboatError, match="is not a Lifeboat archive, a Mendix snapshot or a PostgreSQL"):
-        archive.read_path(path, **targets(tmp_path))
+        read_path(path, **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
@@ -419,9 +426,9 @@ def test_detect_kind(tmp_path, content, kind):
 @pytest.mark.parametrize("armored", [False, True])
 def test_age_file_is_not_read_as_archive(tmp_path, armored):
     path = tmp_path / "backup.tar.age"
-    path.write_bytes(archive.AGE_ARMOR + b"\n" if armored else archive.AGE_MAGIC + b"-> X25519 abc\n")
+    path.write_bytes(age.ARMOR_BEGIN + b"\n" if armored else age.INTRO + b"-> X25519 abc\n")
     with pytest.raises(LifeboatError, match="is encrypted with age: decrypt it"):
-        archive.read_path(str(path), **targets(tmp_path))
+        read_path(str(path), **targets(tmp_path))
 
 
 def test_detect_kind_of_a_missing_file(tmp_path):
@@ -461,7 +468,7 @@ def test_unsafe_member_is_refused(tmp_path, compression, bad, problem):
     path = build_tar(tmp_path / "evil.tar", mendix_members() + [bad], compression)
     before = sorted(str(path) for path in tmp_path.rglob("*"))
     with pytest.raises(LifeboatError, match="contains the unsafe member .*%s.*: refusing to read it" % problem):
-        archive.read_path(path, **targets(tmp_path))
+        read_path(path, **targets(tmp_path))
     after = sorted(str(path) for path in tmp_path.rglob("*"))
     assert after == before + [str(tmp_path / "work"), str(tmp_path / "work" / "db")]
 
@@ -472,7 +479,7 @@ def test_tree_dir_must_be_empty(tmp_path, dump):
     (tmp_path / "work" / "tree").mkdir(parents=True)
     (tmp_path / "work" / "tree" / "keep").write_text("mine")
     with pytest.raises(LifeboatError, match="must be an empty directory or not exist"):
-        archive.read_path(path, **targets(tmp_path))
+        read_path(path, **targets(tmp_path))
     assert (tmp_path / "work" / "tree" / "keep").read_text() == "mine"
 
 
@@ -482,7 +489,7 @@ def test_existing_empty_tree_dir_is_used_and_emptied_on_error(tmp_path, dump, st
     bad = repack(good, tmp_path / "bad.tar", lambda info, data: [] if info.name == "tree/run.sh" else [(info, data)])
     (tmp_path / "work" / "tree").mkdir(parents=True)
     with pytest.raises(LifeboatError, match="member tree/run.sh is listed in the manifest but not in the archive"):
-        archive.read_path(bad, **targets(tmp_path))
+        read_path(bad, **targets(tmp_path))
     assert os.listdir(tmp_path / "work" / "tree") == [] and os.listdir(tmp_path / "work" / "db") == []
 
 
@@ -492,7 +499,7 @@ def test_leftover_dump_is_not_overwritten(tmp_path, dump):
     (tmp_path / "work" / "db").mkdir(parents=True)
     (tmp_path / "work" / "db" / "db.backup").write_bytes(b"old")
     with pytest.raises(LifeboatError, match="db.backup already exists; remove it"):
-        archive.read_path(path, **targets(tmp_path))
+        read_path(path, **targets(tmp_path))
     assert (tmp_path / "work" / "db" / "db.backup").read_bytes() == b"old"
 
 
@@ -568,7 +575,7 @@ def test_manifest_mismatch(tmp_path, dump, store, transform, message):
     write(good, databases=[("db", dump)], files_path=store)
     bad = repack(good, tmp_path / "bad.tar", transform)
     with pytest.raises(LifeboatError, match="archive .*bad.tar is truncated or corrupt: .*" + message):
-        archive.read_path(bad, **targets(tmp_path))
+        read_path(bad, **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
@@ -577,7 +584,7 @@ def test_newer_format_version_asks_for_an_upgrade(tmp_path, dump):
     write(good, databases=[("db", dump)], files_path=None)
     bad = repack(good, tmp_path / "bad.tar", _edit_manifest(lambda manifest: manifest.update(format_version=2)))
     with pytest.raises(LifeboatError, match="has format version 2, newer than this Lifeboat reads .*upgrade"):
-        archive.read_path(bad, **targets(tmp_path))
+        read_path(bad, **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
@@ -602,7 +609,7 @@ def test_flipped_byte(tmp_path, dump, store, where, message):
     data[offset] ^= 0x01
     path.write_bytes(bytes(data))
     with pytest.raises(LifeboatError, match="truncated or corrupt: .*" + message):
-        archive.read_path(str(path), **targets(tmp_path))
+        read_path(str(path), **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
@@ -613,7 +620,7 @@ def test_flipped_byte_in_gzip(tmp_path, dump, store):
     data[len(data) // 2] ^= 0x10
     path.write_bytes(bytes(data))
     with pytest.raises(LifeboatError, match="backup.tar.gz is truncated or corrupt"):
-        archive.read_path(str(path), **targets(tmp_path))
+        read_path(str(path), **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
@@ -664,7 +671,7 @@ def test_truncated_in_the_first_block(tmp_path, dump, cut, message):
     path = tmp_path / "cut.tar"
     path.write_bytes(whole.read_bytes()[:cut])
     with pytest.raises(LifeboatError, match=message):
-        archive.read_path(str(path), **targets(tmp_path))
+        read_path(str(path), **targets(tmp_path))
     with pytest.raises(LifeboatError, match=message):
         archive.detect_kind(str(path))
 
@@ -680,7 +687,7 @@ def test_truncated_mendix_snapshot_at_a_member_boundary(tmp_path, compression):
     with pytest.raises(
         LifeboatError, match="cut.tar is truncated or corrupt: it ends before the end-of-archive marker"
     ):
-        archive.read_path(str(path), **targets(tmp_path))
+        read_path(str(path), **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
@@ -743,12 +750,17 @@ class Counting:
         return data
 
 
+# gzip reads compressed bytes ahead of what it decompresses: 8 KiB up to Python 3.11, 128 KiB from 3.12.
+GZIP_READ_AHEAD = getattr(gzip, "READ_BUFFER_SIZE", io.DEFAULT_BUFFER_SIZE)
+
+
 def read_counting(path, **kwargs):
-    """Read ``path`` (expecting a LifeboatError); return the error and the share of the file read."""
+    """Read ``path`` (expecting a LifeboatError); return the error and the share of the file read beyond gzip's
+    own read-ahead."""
     source = Counting(path)
     with source.handle, pytest.raises(LifeboatError) as caught:
         archive.read_archive(source, name=path, **kwargs)
-    return str(caught.value), source.taken / os.path.getsize(path)
+    return str(caught.value), max(0, source.taken - GZIP_READ_AHEAD) / os.path.getsize(path)
 
 
 def fake_free_space(monkeypatch, free):
@@ -809,7 +821,7 @@ def test_declared_sizes_must_fit_before_anything_is_written(tmp_path, monkeypatc
     members = [member(".metadata", json.dumps(metadata).encode())] + mendix_members()[1:]
     path = build_tar(tmp_path / "snapshot.tar", members)
     with pytest.raises(LifeboatError) as caught:
-        archive.read_path(path, **targets(tmp_path))
+        read_path(path, **targets(tmp_path))
     assert re.search(
         r"not enough free space for the database dumps and file store of archive .*snapshot.tar \(what its "
         r"\.metadata declares, with room for growth\) on the filesystem mounted at /.*: it needs 1.03 GiB \(941.00 MiB "
@@ -818,7 +830,7 @@ def test_declared_sizes_must_fit_before_anything_is_written(tmp_path, monkeypatc
     ), caught.value
     assert_nothing_extracted(tmp_path)
     # The dumps alone fit: without the file store the same archive is read.
-    contents = archive.read_path(path, db_dir=str(tmp_path / "db"), tree_dir=None)
+    contents = read_path(path, db_dir=str(tmp_path / "db"), tree_dir=None)
     assert contents.files == (2, 17)
 
 
@@ -827,7 +839,7 @@ def test_metadata_sizes_allow_for_a_file_store_that_grew(tmp_path, dump, store):
     path = str(tmp_path / "backup.tar.gz")
     write(path, databases=[("db", dump)], files_path=store, compression="gzip",
           metadata=archive.mendix_metadata(1, len(DUMP), "", 0, 10))
-    contents = archive.read_path(path, **targets(tmp_path))
+    contents = read_path(path, **targets(tmp_path))
     assert contents.files[1] > 10 + 1024 * 1024
 
 
@@ -840,7 +852,7 @@ def test_free_space_is_checked_again_as_a_bare_dump_streams(tmp_path, monkeypatc
         shutil.copyfileobj(data, handle)
     with pytest.raises(LifeboatError, match=r"not enough free space for the dump .*big.backup on the filesystem "
                                             r"mounted at .*: it needs 80.80 MiB .* only 70.00 MiB are free"):
-        archive.read_path(str(dump), **targets(tmp_path))
+        read_path(str(dump), **targets(tmp_path))
     assert len(checks) == 2
     assert_nothing_extracted(tmp_path)
 
@@ -851,7 +863,7 @@ def test_free_space_is_checked_again_as_members_stream(tmp_path, monkeypatch):
     members = [member("db/db.backup", DUMP)] + [member("tree/f%d" % n, b"x" * 100_000) for n in range(200)]
     path = build_tar(tmp_path / "snapshot.tar", members)
     with pytest.raises(LifeboatError, match=r"not enough free space for member tree/f\d+ of archive"):
-        archive.read_path(path, **targets(tmp_path))
+        read_path(path, **targets(tmp_path))
     assert len(checks) == 2
     assert_nothing_extracted(tmp_path)
 
@@ -893,14 +905,14 @@ SPARSE = {
 def test_sparse_member_is_refused(tmp_path, kind):
     path = SPARSE[kind](tmp_path / "sparse.tar")
     with pytest.raises(LifeboatError, match=r"contains the unsafe member 'tree/sparse' \(it is a GNU sparse file"):
-        archive.read_path(path, **targets(tmp_path))
+        read_path(path, **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
 def test_sparse_member_with_a_broken_map_is_refused(tmp_path):
     path = _pax_sparse(tmp_path / "sparse.tar", {"GNU.sparse.map": "0,x", "GNU.sparse.size": "9"}, b"s" * 512)
     with pytest.raises(LifeboatError, match="sparse.tar is truncated or corrupt: a member header is damaged"):
-        archive.read_path(path, **targets(tmp_path))
+        read_path(path, **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
@@ -932,7 +944,7 @@ def test_manifest_has_an_absolute_cap(tmp_path, dump, store, monkeypatch):
     write(path, databases=[("db", dump)], files_path=store)
     monkeypatch.setattr(archive, "_MAX_MANIFEST", 1000)
     with pytest.raises(LifeboatError, match=r"member lifeboat.json has \d+ bytes, more than the 1000 allowed"):
-        archive.read_path(path, **targets(tmp_path))
+        read_path(path, **targets(tmp_path))
 
 
 def test_manifest_of_awkward_names_fits_what_its_members_allow(tmp_path, dump):
@@ -945,7 +957,7 @@ def test_manifest_of_awkward_names_fits_what_its_members_allow(tmp_path, dump):
         (root / ("d%d" % number)).mkdir()
     path = str(tmp_path / "backup.tar")
     manifest, _warnings = write(path, databases=[("db", dump)], files_path=str(root))
-    contents = archive.read_path(path, **targets(tmp_path))
+    contents = read_path(path, **targets(tmp_path))
     assert contents.manifest == manifest and contents.files == (300, 0)
 
 
@@ -977,7 +989,7 @@ def test_json_that_would_exhaust_the_reader_is_refused(tmp_path, dump, name, dat
 
     bad = repack(good, tmp_path / "bad.tar", transform)
     with pytest.raises(LifeboatError, match="bad.tar is truncated or corrupt: " + message):
-        archive.read_path(bad, **targets(tmp_path))
+        read_path(bad, **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
@@ -993,7 +1005,7 @@ def test_member_name_that_is_not_utf8_is_refused(tmp_path, tar_format):
     assert b"tree/caf\xe9.txt" in path.read_bytes()
     with pytest.raises(LifeboatError, match=r"contains the member 'tree/caf\\udce9.txt', whose name is not valid "
                                             r"UTF-8: refusing to read it.* rename the file"):
-        archive.read_path(str(path), **targets(tmp_path))
+        read_path(str(path), **targets(tmp_path))
     assert_nothing_extracted(tmp_path)
 
 
@@ -1017,7 +1029,7 @@ def _unsafe_modes_archive(path):
 )
 def test_unsafe_modes_are_stripped_unless_kept(tmp_path, keep, modes):
     path = _unsafe_modes_archive(tmp_path / "modes.tar")
-    contents = archive.read_path(path, keep_unsafe_modes=keep, **targets(tmp_path))
+    contents = read_path(path, keep_unsafe_modes=keep, **targets(tmp_path))
     assert {rel: mode for rel, (_kind, mode, _data) in snapshot(contents.tree).items()} == modes
 
 
@@ -1029,7 +1041,7 @@ def test_file_store_is_synced_once_and_dumps_each(tmp_path, dump, store, monkeyp
     monkeypatch.setattr(os, "fsync", lambda fd: fsynced.append(os.readlink("/proc/self/fd/%d" % fd)) or real_fsync(fd))
     monkeypatch.setattr(common, "_syncfs", lambda: lambda fd: syncfs_calls.append(os.readlink("/proc/self/fd/%d" % fd))
                         or real_syncfs(fd))
-    contents = archive.read_path(path, **targets(tmp_path))
+    contents = read_path(path, **targets(tmp_path))
     db_dir = targets(tmp_path)["db_dir"]
     assert sorted(fsynced) == [db_dir, db_dir + "/db.backup", db_dir + "/linked.backup"]
     assert syncfs_calls == [contents.tree]
@@ -1087,4 +1099,4 @@ def test_manifest_with_commas_in_names_fits_what_its_members_allow(tmp_path, dum
         (root / ("a,b,c,[d],{e},%d" % number)).write_bytes(b"x")
     path = str(tmp_path / "backup.tar")
     manifest, _warnings = write(path, databases=[("db", dump)], files_path=str(root))
-    assert archive.read_path(path, **targets(tmp_path)).manifest == manifest
+    assert read_path(path, **targets(tmp_path)).manifest == manifest

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: Lifeboat maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The node half of backup_upload and backup_download, on real files, catalogs and SQLite environments."""
+"""The node half of backup_upload, on real files, catalogs and SQLite environments."""
 
 from __future__ import annotations
 
@@ -16,106 +16,23 @@ import tarfile
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import age, archive, backup_download, backup_upload
-from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import Catalog
+from ansible_collections.lifeboat.backup.plugins.module_utils import backup_upload
+from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import SUFFIXES, Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, sha256_file
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import PgTools
-
-PASSPHRASE = "correct horse battery staple"
-PGDUMP = b"PGDMP\x01\x0e\x00" + bytes(range(256)) * 40
-as_root = pytest.mark.skipif(os.geteuid() != 0, reason="changes file owners: needs root")
+from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils.uploads import (
+    PASSPHRASE,
+    PGDUMP,
+    as_root,
+    lifeboat_archive,
+    params,
+    rows,
+    send,
+    sqlite_db,
+)
 
 
 # ------------------------------------------------------------------------------------------ helpers
-
-
-def sqlite_db(path, value="original"):
-    connection = sqlite3.connect(path)
-    connection.execute("CREATE TABLE t (v TEXT)")
-    connection.execute("INSERT INTO t VALUES (?)", [value])
-    connection.commit()
-    connection.close()
-    return str(path)
-
-
-def rows(path):
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute("SELECT v FROM t").fetchall()
-    finally:
-        connection.close()
-
-
-def lifeboat_archive(path, dump, files=None, compression="none", **extra):
-    """An archive as backup_create writes it; ``extra`` adds or replaces manifest keys (checksums stay valid)."""
-    manifest = {"backup_id": "20250101T000000Z-abcdef", "label": "nightly", "comment": None,
-                "created_at": "2025-01-01T00:00:00Z", "environment": "prod", "engine": "sqlite",
-                "server_version": "3.40", "tool_version": "0.1.0", "structure_version": 7}
-    manifest.update(extra)
-    metadata = archive.mendix_metadata(1, os.path.getsize(dump), "", 0, 0)
-    with open(path, "wb") as handle:
-        archive.write_archive(handle, manifest=manifest, metadata=metadata, databases=[("db", dump)],
-                              files_path=files, compression=compression)
-    return str(path)
-
-
-def mendix_snapshot(path, dump_bytes, files=None):
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in [(".metadata", b'{"modelVersion": "9.24.1"}'), ("db/db.backup", dump_bytes)] + sorted(
-                (files or {}).items()):
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return str(path)
-
-
-@pytest.fixture
-def sources(tmp_path):
-    """One archive of every accepted kind, plus the SQLite database and file store they hold."""
-    db = sqlite_db(tmp_path / "source.db")
-    store = tmp_path / "store"
-    (store / "ab").mkdir(parents=True)
-    (store / "ab" / "file.bin").write_bytes(os.urandom(5000))
-    made = {
-        "lifeboat": lifeboat_archive(tmp_path / "plain.tar", db, str(store)),
-        "lifeboat-gzip": lifeboat_archive(tmp_path / "gz.tar.gz", db, str(store), compression="gzip"),
-        "mendix": mendix_snapshot(tmp_path / "snapshot.tar.gz", PGDUMP, {"tree/ab/c.txt": b"hello"}),
-        "pgdump": str(tmp_path / "export.db"),
-    }
-    (tmp_path / "export.db").write_bytes(PGDUMP)
-    made["age"] = str(tmp_path / "sealed.tar.age")
-    age.encrypt_file(made["lifeboat"], made["age"], passphrase=PASSPHRASE, work_factor=10)
-    made["age-dump"] = str(tmp_path / "dump.age")
-    age.encrypt_file(made["pgdump"], made["age-dump"], passphrase=PASSPHRASE, work_factor=10)
-    return made
-
-
-def params(tmp_path, **extra):
-    """backup_upload's parameters as AnsibleModule hands them over (defaults included)."""
-    values = {
-        "environment": "acc", "engine": "sqlite", "database": None, "path": str(tmp_path / "acc.db"),
-        "files_path": None, "catalog": str(tmp_path / "catalog"), "src": "/controller/upload.tar",
-        "label": None, "comment": None, "restore": False, "owner": None, "keep_previous": 1,
-        "terminate_sessions": False, "force": False, "encryption": {"mode": "none"},
-        "login_host": None, "login_port": 5432, "login_user": "postgres", "login_password": None,
-        "login_unix_socket": None, "login_db": "postgres", "ssl_mode": "prefer", "ca_cert": None, "pg_bin_dir": None,
-        "_sha256": None, "_size": None, "_uploaded": None,
-    }
-    values.update(extra)
-    return values
-
-
-def send(tmp_path, source, **extra):
-    """What the action plugin does: checksum on the 'controller', probe, 'transfer' into a tmp dir, import."""
-    values = params(tmp_path, src=source, _sha256=sha256_file(source), _size=os.path.getsize(source), **extra)
-    probe = backup_upload.upload(values)
-    if not probe.get("upload_needed"):
-        return probe, None
-    remote_tmp = tmp_path / "remote-tmp"
-    remote_tmp.mkdir(exist_ok=True)
-    uploaded = remote_tmp / "lifeboat-upload"
-    uploaded.write_bytes(open(source, "rb").read())
-    return backup_upload.upload(dict(values, _uploaded=str(uploaded))), str(uploaded)
 
 
 def tmp_leftovers(tmp_path, env="acc"):
@@ -150,7 +67,7 @@ def test_inspect_recognises_every_kind_by_content(sources, tmp_path, read_throug
         sources[kind], params(tmp_path, engine="postgresql", **key), str(scratch), "whatever.name")
     got = (facts["kind"], suffix, verification, facts["engine"], facts["compression"], facts["encryption"]["mode"])
     assert got == expected
-    assert suffix in archive.SUFFIXES, "archive.SUFFIXES must list %s" % suffix
+    assert suffix in SUFFIXES, "catalog.SUFFIXES must list %s" % suffix
     assert facts["databases"][0]["name"] == "db" and facts["databases"][0]["size"] > 0
     assert read_through == ([PGDUMP] if facts["kind"] == "pgdump" else []), "only bare dumps are read through"
 
@@ -304,7 +221,7 @@ def test_upload_registers_once_and_then_finds_it(sources, tmp_path):
 def test_upload_of_a_bare_dump_keeps_it_as_it_is(sources, tmp_path, read_through):
     done, _uploaded = send(tmp_path, sources["pgdump"], engine="postgresql")
     assert done["changed"] is True and done["kind"] == "pgdump" and done["verification"] == "structure", done
-    entry = Catalog(str(tmp_path / "catalog")).get("acc", done["backup"]["id"])
+    entry = Catalog(str(tmp_path / "catalog")).entries("acc").get(done["backup"]["id"])
     assert entry["file"].endswith(".backup") and open(entry["path"], "rb").read() == PGDUMP
     assert read_through == [PGDUMP]
 
@@ -451,71 +368,3 @@ def test_move_in_gives_a_foreign_file_to_us(tmp_path):
     backup_upload._move_in(str(uploaded), str(tmp_path / "in"))
     info = os.stat(tmp_path / "in")
     assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600)
-
-
-# -------------------------------------------------------------------------------------------- download
-
-
-@pytest.fixture
-def catalog_with_backup(sources, tmp_path):
-    done, _uploaded = send(tmp_path, sources["lifeboat"], label="first")
-    return Catalog(str(tmp_path / "catalog")), done["backup"]
-
-
-def test_download_resolves_id_label_and_latest(catalog_with_backup, tmp_path):
-    _catalog, backup = catalog_with_backup
-    for ref in (backup["id"], "first", "latest"):
-        found = backup_download.download(params(tmp_path, backup=ref, dest="/x"))
-        assert found["backup"]["id"] == backup["id"] and found["sha256"] == backup["sha256"]
-        assert found["size"] == os.path.getsize(backup["path"]) and "export_path" not in found
-    with pytest.raises(LifeboatError, match="has no backup 'nope'"):
-        backup_download.download(params(tmp_path, backup="nope"))
-    with pytest.raises(LifeboatError, match="has no backups"):
-        backup_download.download(params(tmp_path, environment="other", backup="latest"))
-
-
-def test_download_notices_a_damaged_archive(catalog_with_backup, tmp_path):
-    _catalog, backup = catalog_with_backup
-    with open(backup["path"], "ab") as handle:
-        handle.write(b"more")
-    with pytest.raises(LifeboatError, match="is damaged"):
-        backup_download.download(params(tmp_path, backup="latest"))
-
-
-def test_export_to_ourselves_hands_out_the_catalog_path(catalog_with_backup, tmp_path):
-    _catalog, backup = catalog_with_backup
-    (tmp_path / "ours").mkdir()
-    assert backup_download.export(backup["path"], str(tmp_path / "ours")) == backup["path"]
-    assert os.listdir(tmp_path / "ours") == []
-
-
-@as_root
-def test_export_gives_a_copy_to_the_connection_user(catalog_with_backup, tmp_path):
-    _catalog, backup = catalog_with_backup
-    nobody = pwd.getpwnam("nobody")
-    remote_tmp = tmp_path / "remote-tmp-of-nobody"
-    remote_tmp.mkdir(mode=0o700)
-    os.chown(remote_tmp, nobody.pw_uid, nobody.pw_gid)
-    before = os.stat(backup["path"])
-    copy = backup_download.export(backup["path"], str(remote_tmp))
-    info = os.stat(copy)
-    assert os.path.dirname(copy) == str(remote_tmp) and info.st_ino != before.st_ino
-    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (nobody.pw_uid, nobody.pw_gid, 0o600)
-    assert sha256_file(copy) == backup["sha256"]
-    after = os.stat(backup["path"])
-    assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode), "the catalog's file is untouched"
-
-
-@as_root
-def test_export_does_not_follow_a_planted_link(catalog_with_backup, tmp_path):
-    _catalog, backup = catalog_with_backup
-    nobody = pwd.getpwnam("nobody")
-    remote_tmp = tmp_path / "remote-tmp-of-nobody"
-    remote_tmp.mkdir()
-    os.chown(remote_tmp, nobody.pw_uid, nobody.pw_gid)
-    victim = tmp_path / "victim"
-    victim.write_bytes(b"keep me")
-    (remote_tmp / os.path.basename(backup["path"])).symlink_to(victim)
-    with pytest.raises(LifeboatError, match="already exists"):
-        backup_download.export(backup["path"], str(remote_tmp))
-    assert victim.read_bytes() == b"keep me" and os.stat(victim).st_uid == 0

@@ -14,8 +14,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 
 import pytest
 
@@ -180,7 +178,7 @@ def test_entries_newest_first(filled):
         "20250101T000100Z-000001",
         "20250101T000000Z-000000",
     ]
-    assert filled.entries("other") == [] and filled.warnings == []
+    assert filled.entries("other") == [] and filled.entries("other").warnings == []
 
 
 @pytest.mark.parametrize(
@@ -192,17 +190,17 @@ def test_entries_newest_first(filled):
     ],
 )
 def test_resolve(filled, ref, expected):
-    assert filled.resolve("prod", ref)["id"] == expected
+    assert filled.entries("prod").resolve(ref)["id"] == expected
 
 
 def test_resolve_prefers_an_id_to_a_label(filled):
     add_backup(filled, "prod", "20250102T000000Z-aaaaaa", "2025-01-02T00:00:00Z", label="20250101T000100Z-000001")
-    assert filled.resolve("prod", "20250101T000100Z-000001")["id"] == "20250101T000100Z-000001"
+    assert filled.entries("prod").resolve("20250101T000100Z-000001")["id"] == "20250101T000100Z-000001"
 
 
 def test_resolve_unknown_lists_five_newest(filled):
     with pytest.raises(LifeboatError) as caught:
-        filled.resolve("prod", "nope")
+        filled.entries("prod").resolve("nope")
     message = str(caught.value)
     assert message.startswith("environment 'prod' has no backup 'nope' (catalog %s); newest known: " % filled.root)
     assert "20250101T000500Z-ffffff (before-upgrade), 20250101T000500Z-000005, 20250101T000400Z-000004" in message
@@ -212,17 +210,18 @@ def test_resolve_unknown_lists_five_newest(filled):
 @pytest.mark.parametrize("ref", ["latest", "anything"])
 def test_resolve_without_backups(catalog, ref):
     with pytest.raises(LifeboatError, match="environment 'prod' has no backups in catalog"):
-        catalog.resolve("prod", ref)
+        catalog.entries("prod").resolve(ref)
 
 
 def test_get_find_by_label_and_sha256(filled):
-    entry = filled.get("prod", "20250101T000300Z-000003")
+    entries = filled.entries("prod")
+    entry = entries.get("20250101T000300Z-000003")
     assert entry["created_at"] == "2025-01-01T00:03:00Z"
-    assert filled.get("prod", "20250101T000300Z-999999") is None
-    assert filled.find_by_label("prod", "before-upgrade")["id"] == "20250101T000500Z-ffffff"
-    assert filled.find_by_label("prod", "nope") is None
-    assert filled.find_by_sha256("prod", entry["sha256"]) == entry
-    assert filled.find_by_sha256("prod", "0" * 64) is None
+    assert entries.get("20250101T000300Z-999999") is None
+    assert entries.find_by_label("before-upgrade")["id"] == "20250101T000500Z-ffffff"
+    assert entries.find_by_label("nope") is None
+    assert entries.find_by_sha256(entry["sha256"]) == entry
+    assert entries.find_by_sha256("0" * 64) is None
 
 
 @pytest.mark.parametrize(
@@ -248,14 +247,15 @@ def test_damaged_entry_is_skipped_with_a_warning(filled, name, content, problem)
     else:
         with open(path, "wb") as handle:
             handle.write(content)
-    ids = [entry["id"] for entry in filled.entries("prod")]
+    entries = filled.entries("prod")
+    ids = [entry["id"] for entry in entries]
     assert "20250101T000100Z-000001" not in ids and len(ids) == 6
     entry_path = os.path.join(filled.env_dir("prod"), "20250101T000100Z-000001.json")
-    assert len(filled.warnings) == 1
-    assert entry_path in filled.warnings[0] and problem in filled.warnings[0]
-    assert filled.warnings[0].endswith(("; repair or remove it", "; move it aside and run again"))
-    filled.entries("prod")
-    assert len(filled.warnings) == 1  # not repeated
+    assert len(entries.warnings) == 1
+    assert entry_path in entries.warnings[0] and problem in entries.warnings[0]
+    assert entries.warnings[0].endswith(("; repair or remove it", "; move it aside and run again"))
+    assert entries.skipped == [{"id": "20250101T000100Z-000001", "path": entry_path, "warning": entries.warnings[0]}]
+    assert filled.entries("prod").warnings == entries.warnings  # each listing says it again, not more
 
 
 def test_archive_without_entry_and_other_files_are_ignored(filled):
@@ -266,15 +266,15 @@ def test_archive_without_entry_and_other_files_are_ignored(filled):
         json.dump({"step": 1}, handle)
     open(os.path.join(directory, ".tmp-123.json"), "w").close()
     with filled.lock("prod", "backup"):
-        assert len(filled.entries("prod")) == 7 and filled.warnings == []
+        assert len(filled.entries("prod")) == 7 and filled.entries("prod").warnings == []
 
 
 def test_remove(filled):
-    entry = filled.get("prod", "20250101T000200Z-000002")
+    entry = filled.entries("prod").get("20250101T000200Z-000002")
     filled.remove("prod", entry["id"])
     assert not os.path.exists(entry["path"])
     assert not os.path.exists(os.path.join(filled.env_dir("prod"), entry["id"] + ".json"))
-    assert filled.get("prod", entry["id"]) is None and len(filled.entries("prod")) == 6
+    assert filled.entries("prod").get(entry["id"]) is None and len(filled.entries("prod")) == 6
     with pytest.raises(LifeboatError, match="environment 'prod' has no backup 20250101T000200Z-000002"):
         filled.remove("prod", entry["id"])
 
@@ -408,8 +408,9 @@ def test_a_journal_is_none_until_written(catalog):
 def test_an_entry_others_can_write_is_ignored(filled):
     path = os.path.join(filled.env_dir("prod"), "20250101T000100Z-000001.json")
     os.chmod(path, 0o666)
-    assert "20250101T000100Z-000001" not in [entry["id"] for entry in filled.entries("prod")]
-    assert "writable by group or others" in filled.warnings[0]
+    entries = filled.entries("prod")
+    assert "20250101T000100Z-000001" not in [entry["id"] for entry in entries]
+    assert "writable by group or others" in entries.warnings[0]
 
 
 # ------------------------------------------------------------------------------------------- lock
@@ -496,22 +497,6 @@ def test_lock_from_another_process(catalog, holder, end):
     assert catalog.lock_holder("prod") is None
     with catalog.lock("prod", "backup") as held:
         assert held["pid"] == os.getpid()
-
-
-def test_lock_waits_for_the_holder(catalog, holder):
-    started = time.monotonic()
-    threading.Timer(0.3, holder.stdin.close).start()
-    with catalog.lock("prod", "backup", wait=20) as held:
-        assert held["operation"] == "backup"
-    assert 0.2 < time.monotonic() - started < 10
-
-
-def test_lock_wait_runs_out(catalog, holder):
-    started = time.monotonic()
-    with pytest.raises(LifeboatError, match="is busy: restore by pid %d" % holder.pid):
-        with catalog.lock("prod", "backup", wait=0.5):
-            pass
-    assert time.monotonic() - started >= 0.5
 
 
 def test_holder_that_names_nobody(monkeypatch, catalog):

@@ -277,14 +277,17 @@ def test_drop_database(pg_cluster, server):
     assert server.drop_database(name) is False
 
 
-def test_list_databases_and_like_escape(pg_cluster, server):
-    base = unique("lb_list")
-    wanted = [base + "__lb_prev_20240101000000", base + "__lb_prev_20240102000000"]
-    for name in wanted + [base + "X_lb_prevX20240101000000"]:
-        pg_cluster.psql('CREATE DATABASE "%s"' % name)
-    assert server.list_databases(like_escape(base + "__lb_prev_") + "%") == wanted
-    assert set(wanted) <= set(server.list_databases())
-    assert "template0" not in server.list_databases()
+def test_roles_like_escapes_the_prefix(pg_cluster, server):
+    base = unique("lb_like")
+    wanted = [base + "_a", base + "_b"]
+    for name in wanted + [base + "Xa"]:
+        pg_cluster.psql('CREATE ROLE "%s"' % name)
+    try:
+        assert server.roles_like(base + "_") == wanted
+        assert like_escape("a_b%c\\") == "a\\_b\\%c\\\\"
+    finally:
+        for name in wanted + [base + "Xa"]:
+            pg_cluster.psql('DROP ROLE "%s"' % name)
 
 
 def test_role_and_database_lookups(server, roles):

@@ -1,30 +1,25 @@
 # -*- coding: utf-8 -*-
 # Copyright: Lifeboat maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Migration file names, ordering, drift/newer planning, SQLite statement splitting: pure functions."""
+"""Migration file names, ordering, drift/newer planning, options: pure functions."""
 
 from __future__ import annotations
 
 import hashlib
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import structure_update
+from ansible_collections.lifeboat.backup.plugins.module_utils import migrations
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
-from ansible_collections.lifeboat.backup.plugins.module_utils.structure_update import (
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.sqlite import SqliteEngine
+from ansible_collections.lifeboat.backup.plugins.module_utils.migrations import (
     Migration,
     command_argv,
     history_table_name,
     parse_name,
-    pg_database_url,
-    pg_option_value,
     plan,
     project_version,
     scan,
-    split_sqlite,
-    sqlite_statements,
-    transaction_control,
 )
 
 
@@ -207,70 +202,28 @@ def test_plan_names_both_problems_and_both_remedies():
         plan(PROJECT, history(1, 2, changed=(1,)) | history(7), allow_drift=True)
 
 
-@pytest.mark.parametrize("script, expected", [
-    ("CREATE TABLE a (x);", [(1, "CREATE TABLE a (x);")]),
-    ("CREATE TABLE a (x); CREATE TABLE b (y);", [(1, "CREATE TABLE a (x);"), (1, "CREATE TABLE b (y);")]),
-    ("INSERT INTO a VALUES ('x;y');\n-- a comment; with a semicolon\nINSERT INTO a VALUES (1)",
-     [(1, "INSERT INTO a VALUES ('x;y');"), (3, "INSERT INTO a VALUES (1)")]),
-    ("/* header; */\n\nCREATE TABLE a (x);\n", [(3, "CREATE TABLE a (x);")]),
-    ("CREATE TRIGGER t AFTER INSERT ON a BEGIN\n  INSERT INTO b VALUES (1);\n  INSERT INTO b VALUES (2);\nEND;\n"
-     "SELECT 1;",
-     [(1, "CREATE TRIGGER t AFTER INSERT ON a BEGIN\n  INSERT INTO b VALUES (1);\n  INSERT INTO b VALUES (2);\nEND;"),
-      (5, "SELECT 1;")]),
-    ("", []),
-    ("-- only a comment\n", []),
-    (";;\n;", []),
-    ('CREATE TABLE "semi;colon" (x);', [(1, 'CREATE TABLE "semi;colon" (x);')]),
+@pytest.mark.parametrize("value, default_schema, expected", [
+    (None, "public", ("public", "lifeboat_schema_history")),
+    ("history", "public", ("public", "history")),
+    ("ops.history", "public", ("ops", "history")),
+    (None, None, (None, "lifeboat_schema_history")),
+    ("_h1", None, (None, "_h1")),
 ])
-def test_split_sqlite(script, expected):
-    assert split_sqlite(script) == expected
+def test_history_table_name(value, default_schema, expected):
+    assert history_table_name(value, default_schema) == expected
 
 
-@pytest.mark.parametrize("statement, keyword", [
-    ("BEGIN;", "BEGIN"),
-    ("begin transaction;", "BEGIN"),
-    ("COMMIT", "COMMIT"),
-    ("END TRANSACTION;", "END"),
-    ("ROLLBACK;", "ROLLBACK"),
-    ("rollback transaction", "ROLLBACK"),
-    ("ROLLBACK TO sp;", None),
-    ("ROLLBACK TRANSACTION TO SAVEPOINT sp;", None),
-    ("SAVEPOINT sp;", None),
-    ("CREATE TABLE begin_dates (x);", None),
-    ("SELECT CASE WHEN 1 THEN 2 END;", None),
+@pytest.mark.parametrize("value, default_schema", [
+    ("ops.history", None),
+    ("a.b.c", "public"),
+    ("bad name", "public"),
+    ('x"; DROP TABLE y; --', "public"),
+    ("1starts_with_digit", None),
+    ("x" * 64, "public"),
 ])
-def test_transaction_control(statement, keyword):
-    assert transaction_control(statement) == keyword
-
-
-def test_sqlite_statements_refuse_transaction_control_with_its_line():
-    bad = Migration(4, "x", "V4__x.sql", "/m/V4__x.sql", "0", "CREATE TABLE a (x);\n-- c\nCOMMIT;\nSELECT 1;")
-    with pytest.raises(LifeboatError, match="V4__x.sql has a COMMIT statement at line 3"):
-        sqlite_statements(bad)
-
-
-@pytest.mark.parametrize("value, engine, expected", [
-    (None, "postgresql", ("public", "lifeboat_schema_history")),
-    ("history", "postgresql", ("public", "history")),
-    ("ops.history", "postgresql", ("ops", "history")),
-    (None, "sqlite", (None, "lifeboat_schema_history")),
-    ("_h1", "sqlite", (None, "_h1")),
-])
-def test_history_table_name(value, engine, expected):
-    assert history_table_name(value, engine) == expected
-
-
-@pytest.mark.parametrize("value, engine", [
-    ("ops.history", "sqlite"),
-    ("a.b.c", "postgresql"),
-    ("bad name", "postgresql"),
-    ('x"; DROP TABLE y; --', "postgresql"),
-    ("1starts_with_digit", "sqlite"),
-    ("x" * 64, "postgresql"),
-])
-def test_history_table_name_refuses(value, engine):
+def test_history_table_name_refuses(value, default_schema):
     with pytest.raises(LifeboatError, match="invalid history_table"):
-        history_table_name(value, engine)
+        history_table_name(value, default_schema)
 
 
 @pytest.mark.parametrize("command, argv", [
@@ -289,30 +242,7 @@ def test_command_argv_refuses(command):
         command_argv(command)
 
 
-def test_pg_database_url_has_no_password():
-    url = pg_database_url({"login_host": "db.example", "login_port": 6543, "login_user": "app@corp",
-                           "login_password": "s3cret", "ssl_mode": "require", "ca_cert": "/etc/ca.pem"}, "shop db")
-    assert "s3cret" not in url
-    parts = urlsplit(url)
-    assert (parts.scheme, parts.username) == ("postgresql", "app%40corp")
-    assert (parts.hostname, parts.port) == ("db.example", 6543)
-    assert parts.path == "/shop%20db"
-    assert parse_qs(parts.query) == {"sslmode": ["require"], "sslrootcert": ["/etc/ca.pem"]}
-
-
-def test_pg_database_url_unix_socket_and_ipv6():
-    socket_url = pg_database_url({"login_unix_socket": "/run/postgresql", "login_port": 5432}, "shop")
-    assert socket_url.startswith("postgresql://postgres@:5432/shop?")
-    assert parse_qs(urlsplit(socket_url).query)["host"] == ["/run/postgresql"]
-    assert "@[::1]:5432/" in pg_database_url({"login_host": "::1"}, "shop")
-
-
-@pytest.mark.parametrize("value, escaped", [("shop", "shop"), ("my role", "my\\ role"), ("a\\b", "a\\\\b")])
-def test_pg_option_value(value, escaped):
-    assert pg_option_value(value) == escaped
-
-
 def test_update_needs_exactly_one_of_migrations_and_command(tmp_path):
     for kwargs in ({}, {"migrations": str(tmp_path), "command": "true"}):
         with pytest.raises(LifeboatError, match="either migrations"):
-            structure_update.update("sqlite", {}, str(tmp_path / "x.db"), **kwargs)
+            migrations.update(SqliteEngine({}), str(tmp_path / "x.db"), **kwargs)

@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: Lifeboat maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""structure_update.update / current_version on real databases, without Ansible (the API restore and backup use)."""
+"""migrations.update / current_version on real databases of both engines, without Ansible (the API restore and
+backup use)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,8 +19,11 @@ import threading
 
 import pytest
 
-from ansible_collections.lifeboat.backup.plugins.module_utils import structure_update
+from ansible_collections.lifeboat.backup.plugins.module_utils import migrations
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines import sqlite_migrator
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import open_engine
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import private_tmp
 
 PG_MIGRATIONS = {
     "V1__create_customers.sql": "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);\n",
@@ -38,6 +43,17 @@ SQLITE_MIGRATIONS = {
     "V3__add_slug.sql": "ALTER TABLE pages ADD COLUMN slug TEXT;\nCREATE UNIQUE INDEX pages_slug ON pages (slug);",
 }
 FAILING_V3 = "CREATE TABLE v3_first (x int);\n\nINSERT INTO no_such_table VALUES (1);\n"
+
+
+def update(engine_name, params, target, **options):
+    """migrations.update on a new engine for ``params``, closed afterwards as a module run closes it."""
+    with contextlib.closing(open_engine(dict(params, engine=engine_name), private_tmp(params))) as engine:
+        return migrations.update(engine, target, **options)
+
+
+def current_version(engine_name, params, target, **options):
+    with contextlib.closing(open_engine(dict(params, engine=engine_name), private_tmp(params))) as engine:
+        return migrations.current_version(engine, target, **options)
 
 
 def migrations_dir(path, files, upto=None):
@@ -76,19 +92,18 @@ def pg(pg_cluster, tmp_path):
 @pytest.mark.postgres
 def test_postgres_pending_migrations_run_as_the_owner_and_are_recorded(pg, tmp_path):
     cluster, params, db, full = pg
-    assert structure_update.current_version("postgresql", params, db) is None
-    first = structure_update.update("postgresql", params, db,
-                                    migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, 1))
+    assert current_version("postgresql", params, db) is None
+    first = update("postgresql", params, db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, 1))
     assert first["applied"] == [1] and first["role"] == db
-    assert structure_update.current_version("postgresql", params, db) == 1
+    assert current_version("postgresql", params, db) == 1
 
-    planned = structure_update.update("postgresql", params, db, migrations=full, check_mode=True)
+    planned = update("postgresql", params, db, migrations=full, check_mode=True)
     assert (planned["changed"], planned["pending"], planned["applied"]) == (True, [2, 3], [])
     assert (planned["version_before"], planned["version_after"]) == (1, 3)
-    assert structure_update.current_version("postgresql", params, db) == 1
+    assert current_version("postgresql", params, db) == 1
     assert [r[0] for r in pg_relations(cluster, db)] == ["customers", "lifeboat_schema_history"]
 
-    done = structure_update.update("postgresql", params, db, migrations=full)
+    done = update("postgresql", params, db, migrations=full)
     assert (done["changed"], done["applied"], done["pending"]) == (True, [2, 3], [])
     assert done["diff"] == {"before": {"version": 1}, "after": {"version": 3}}
     # Every object, the history table too, belongs to the database owner, not to the superuser.
@@ -98,19 +113,19 @@ def test_postgres_pending_migrations_run_as_the_owner_and_are_recorded(pg, tmp_p
         (v, d, hashlib.sha256(PG_MIGRATIONS[n].encode()).hexdigest(), True, True)
         for v, d, n in [(1, "create customers", "V1__create_customers.sql"), (2, "add email", "V2__add_email.sql"),
                         (3, "create orders", "V3__create_orders.sql")]]
-    assert structure_update.project_version(full) == 3 == structure_update.current_version("postgresql", params, db)
+    assert migrations.project_version(full) == 3 == current_version("postgresql", params, db)
 
-    again = structure_update.update("postgresql", params, db, migrations=full)
+    again = update("postgresql", params, db, migrations=full)
     assert (again["changed"], again["applied"]) == (False, [])
 
 
 @pytest.mark.postgres
 def test_postgres_failing_migration_is_rolled_back_whole(pg, tmp_path):
     cluster, params, db, _full = pg
-    structure_update.update("postgresql", params, db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, 1))
+    update("postgresql", params, db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, 1))
     broken = migrations_dir(tmp_path / "broken", dict(PG_MIGRATIONS, **{"V3__create_orders.sql": FAILING_V3}))
     with pytest.raises(LifeboatError) as raised:
-        structure_update.update("postgresql", params, db, migrations=broken)
+        update("postgresql", params, db, migrations=broken)
     message = str(raised.value)
     assert "V3__create_orders.sql" in message and "no_such_table" in message and "line 3" in message, message
     assert "rolled back" in message and "applied before it in this run: 2" in message
@@ -123,8 +138,8 @@ def test_postgres_commit_inside_a_migration_is_caught(pg, tmp_path):
     cluster, params, db, _full = pg
     bad = migrations_dir(tmp_path / "bad", {"V1__commits.sql": "CREATE TABLE a (x int);\nCOMMIT;\n"})
     with pytest.raises(LifeboatError, match="V1__commits.sql ended its own transaction"):
-        structure_update.update("postgresql", params, db, migrations=bad)
-    assert structure_update.current_version("postgresql", params, db) is None
+        update("postgresql", params, db, migrations=bad)
+    assert current_version("postgresql", params, db) is None
 
 
 @pytest.mark.postgres
@@ -133,31 +148,31 @@ def test_postgres_role_option_and_roles_that_cannot_be_used(pg, tmp_path):
     other = "st_other_" + secrets.token_hex(3)
     cluster.psql('CREATE ROLE "%s" NOLOGIN' % other)
     cluster.psql('GRANT CREATE ON SCHEMA public TO "%s"' % other, db=db)
-    done = structure_update.update("postgresql", params, db, migrations=full, role=other)
+    done = update("postgresql", params, db, migrations=full, role=other)
     assert done["role"] == other and {owner for _name, owner in pg_relations(cluster, db)} == {other}
 
     with pytest.raises(LifeboatError, match="role st_missing does not exist"):
-        structure_update.update("postgresql", params, db, migrations=full, role="st_missing")
+        update("postgresql", params, db, migrations=full, role="st_missing")
     # A login user that is not a member of the owner's role is told what to grant.
     login = "st_login_" + secrets.token_hex(3)
     cluster.psql("CREATE ROLE \"%s\" LOGIN PASSWORD 'pw-%s'" % (login, login))
     with pytest.raises(LifeboatError, match="cannot act as role %s .*GRANT %s TO %s" % (db, db, login)):
-        structure_update.update("postgresql", dict(params, login_user=login, login_password="pw-" + login), db,
-                                migrations=full)
+        update("postgresql", dict(params, login_user=login, login_password="pw-" + login), db,
+               migrations=full)
     with pytest.raises(LifeboatError, match="does not exist"):
-        structure_update.update("postgresql", params, db + "_missing", migrations=full)
+        update("postgresql", params, db + "_missing", migrations=full)
 
 
 @pytest.mark.postgres
 def test_postgres_custom_history_table(pg):
     cluster, params, db, full = pg
     cluster.psql('CREATE SCHEMA ops AUTHORIZATION "%s"' % db, db=db)
-    done = structure_update.update("postgresql", params, db, migrations=full, history_table="ops.applied")
+    done = update("postgresql", params, db, migrations=full, history_table="ops.applied")
     assert done["applied"] == [1, 2, 3]
     assert cluster.psql("SELECT count(*) FROM ops.applied", db=db) == [(3,)]
     assert cluster.psql("SELECT to_regclass('public.lifeboat_schema_history')", db=db) == [(None,)]
-    assert structure_update.current_version("postgresql", params, db, history_table="ops.applied") == 3
-    assert structure_update.current_version("postgresql", params, db) is None
+    assert current_version("postgresql", params, db, history_table="ops.applied") == 3
+    assert current_version("postgresql", params, db) is None
 
 
 @pytest.mark.postgres
@@ -169,7 +184,7 @@ def test_postgres_concurrent_runs_apply_each_migration_once(pg, tmp_path):
 
     def run():
         try:
-            results.append(structure_update.update("postgresql", params, db, migrations=slow)["applied"])
+            results.append(update("postgresql", params, db, migrations=slow)["applied"])
         except LifeboatError as exc:
             errors.append(exc)
 
@@ -190,12 +205,12 @@ def sqlite_db(tmp_path):
 def test_sqlite_pending_migrations_in_one_transaction_each(tmp_path):
     path = sqlite_db(tmp_path)
     full = migrations_dir(tmp_path / "migrations", SQLITE_MIGRATIONS)
-    assert structure_update.current_version("sqlite", {}, path) is None
-    structure_update.update("sqlite", {}, path, migrations=migrations_dir(tmp_path / "v1", SQLITE_MIGRATIONS, 1))
-    planned = structure_update.update("sqlite", {}, path, migrations=full, check_mode=True)
+    assert current_version("sqlite", {}, path) is None
+    update("sqlite", {}, path, migrations=migrations_dir(tmp_path / "v1", SQLITE_MIGRATIONS, 1))
+    planned = update("sqlite", {}, path, migrations=full, check_mode=True)
     assert (planned["pending"], planned["version_after"], planned["role"]) == ([2, 3], 3, None)
-    assert structure_update.current_version("sqlite", {}, path) == 1
-    done = structure_update.update("sqlite", {}, path, migrations=full)
+    assert current_version("sqlite", {}, path) == 1
+    done = update("sqlite", {}, path, migrations=full)
     assert done["applied"] == [2, 3]
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO pages (title, slug) VALUES ('home', 'home')")
@@ -204,18 +219,18 @@ def test_sqlite_pending_migrations_in_one_transaction_each(tmp_path):
                             "FROM lifeboat_schema_history ORDER BY 1").fetchall()
     conn.close()
     assert rows == [(1, "create pages", 64, 1), (2, "add log", 64, 1), (3, "add slug", 64, 1)]
-    assert structure_update.update("sqlite", {}, path, migrations=full)["changed"] is False
+    assert update("sqlite", {}, path, migrations=full)["changed"] is False
 
 
 def test_sqlite_failing_migration_is_rolled_back_whole(tmp_path):
     path = sqlite_db(tmp_path)
-    structure_update.update("sqlite", {}, path, migrations=migrations_dir(tmp_path / "v1", SQLITE_MIGRATIONS, 1))
+    update("sqlite", {}, path, migrations=migrations_dir(tmp_path / "v1", SQLITE_MIGRATIONS, 1))
     broken = migrations_dir(tmp_path / "broken", dict(SQLITE_MIGRATIONS, **{"V3__add_slug.sql": FAILING_V3}))
     with pytest.raises(LifeboatError) as raised:
-        structure_update.update("sqlite", {}, path, migrations=broken)
+        update("sqlite", {}, path, migrations=broken)
     message = str(raised.value)
     assert "V3__add_slug.sql" in message and "no such table: no_such_table" in message and "line 3" in message
-    assert structure_update.current_version("sqlite", {}, path) == 2
+    assert current_version("sqlite", {}, path) == 2
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'v3_first'").fetchall() == []
     conn.close()
@@ -225,36 +240,36 @@ def test_sqlite_transaction_control_refused_before_anything_runs(tmp_path):
     path = sqlite_db(tmp_path)
     bad = migrations_dir(tmp_path / "bad", dict(SQLITE_MIGRATIONS, **{"V3__add_slug.sql": "BEGIN;\nSELECT 1;\n"}))
     with pytest.raises(LifeboatError, match="V3__add_slug.sql has a BEGIN statement at line 1"):
-        structure_update.update("sqlite", {}, path, migrations=bad)
-    assert structure_update.current_version("sqlite", {}, path) is None
+        update("sqlite", {}, path, migrations=bad)
+    assert current_version("sqlite", {}, path) is None
 
 
 def test_sqlite_locked_database_is_reported(tmp_path, monkeypatch):
     path = sqlite_db(tmp_path)
-    monkeypatch.setattr(structure_update, "SQLITE_BUSY_SECONDS", 0.2)
+    monkeypatch.setattr(sqlite_migrator, "SQLITE_BUSY_SECONDS", 0.2)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
         with pytest.raises(LifeboatError, match="in use"):
-            structure_update.update("sqlite", {}, path, migrations=migrations_dir(tmp_path / "m", SQLITE_MIGRATIONS))
+            update("sqlite", {}, path, migrations=migrations_dir(tmp_path / "m", SQLITE_MIGRATIONS))
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert structure_update.current_version("sqlite", {}, path) is None
+    assert current_version("sqlite", {}, path) is None
 
 
 def test_sqlite_refuses_missing_files_relative_paths_and_role(tmp_path):
     full = migrations_dir(tmp_path / "m", SQLITE_MIGRATIONS)
     with pytest.raises(LifeboatError, match="does not exist"):
-        structure_update.update("sqlite", {}, str(tmp_path / "missing.db"), migrations=full)
+        update("sqlite", {}, str(tmp_path / "missing.db"), migrations=full)
     assert not os.path.exists(tmp_path / "missing.db")
     with pytest.raises(LifeboatError, match="must be absolute"):
-        structure_update.update("sqlite", {}, "app.db", migrations=full)
+        update("sqlite", {}, "app.db", migrations=full)
     with pytest.raises(LifeboatError, match="PostgreSQL only"):
-        structure_update.update("sqlite", {}, sqlite_db(tmp_path), migrations=full, role="x")
+        update("sqlite", {}, sqlite_db(tmp_path), migrations=full, role="x")
     (tmp_path / "not-a-db").write_text("hello, not a database\n" * 100)
     with pytest.raises(LifeboatError, match="not usable|not a database"):
-        structure_update.update("sqlite", {}, str(tmp_path / "not-a-db"), migrations=full)
+        update("sqlite", {}, str(tmp_path / "not-a-db"), migrations=full)
 
 
 ENV_DUMP = textwrap.dedent("""\
@@ -279,8 +294,8 @@ def test_postgres_command_environment(pg, tmp_path):
     out = tmp_path / "env.json"
     # The passfile goes to the environment's private directory in the catalog.
     params = dict(params, environment="shop", catalog=str(tmp_path / "catalog"))
-    done = structure_update.update("postgresql", params, db, command=[sys.executable, str(script), str(out)],
-                                   chdir=str(tmp_path))
+    done = update("postgresql", params, db, command=[sys.executable, str(script), str(out)],
+                  chdir=str(tmp_path))
     assert done["changed"] is True and done["command_result"]["stdout"] == "updated"
     info = json.loads(out.read_text())
     assert info["PGHOST"] == cluster.host and info["PGPORT"] == str(cluster.port)
@@ -300,17 +315,17 @@ def test_sqlite_command_environment_and_failure(tmp_path):
     script = tmp_path / "dump_env.py"
     script.write_text(ENV_DUMP)
     out = tmp_path / "env.json"
-    structure_update.update("sqlite", {}, path, command="%s %s %s" % (sys.executable, script, out))
+    update("sqlite", {}, path, command="%s %s %s" % (sys.executable, script, out))
     info = json.loads(out.read_text())
     assert (info["LIFEBOAT_ENGINE"], info["LIFEBOAT_DATABASE"], info["LIFEBOAT_SQLITE_PATH"]) == ("sqlite", path, path)
     assert info["DATABASE_URL"] == "sqlite:///" + path
     with pytest.raises(LifeboatError, match="command false failed on SQLite database .* \\(exit 1\\)"):
-        structure_update.update("sqlite", {}, path, command="false")
+        update("sqlite", {}, path, command="false")
     with pytest.raises(LifeboatError, match="not found in PATH"):
-        structure_update.update("sqlite", {}, path, command="no-such-updater-here --now")
+        update("sqlite", {}, path, command="no-such-updater-here --now")
     os.chmod(script, stat.S_IMODE(os.stat(script).st_mode) & ~0o111)
     with pytest.raises(LifeboatError, match="not an executable file"):
-        structure_update.update("sqlite", {}, path, command=[str(script)])
+        update("sqlite", {}, path, command=[str(script)])
 
 
 @pytest.mark.postgres
@@ -321,6 +336,6 @@ def test_postgres_session_settings_do_not_leak_into_the_next_migration(pg, tmp_p
         "V2__plain.sql": "CREATE TABLE t2 (x int);\n",
         "V3__comment_only.sql": "-- nothing to do in this release\n",
     })
-    assert structure_update.update("postgresql", params, db, migrations=leaky)["applied"] == [1, 2, 3]
+    assert update("postgresql", params, db, migrations=leaky)["applied"] == [1, 2, 3]
     assert cluster.psql("SELECT to_regclass('s1.t1') IS NOT NULL, to_regclass('public.t2') IS NOT NULL",
                         db=db) == [(True, True)]

@@ -11,8 +11,10 @@ version_added: 0.1.0
 author: Lifeboat maintainers (@lifeboat-maintainers)
 description:
   - Turns one entry of C(lifeboat_environments) (see the collection's docs/inventory.md) into the options every
-    Lifeboat module takes, so roles and playbooks pass C(entry | lifeboat.backup.environment_args) and add their
-    own options with C(combine).
+    Lifeboat module takes.
+  - To run a module on an entry, use M(lifeboat.backup.environment_call), which expands the entry with this
+    filter; passing the filter's result as a task's whole arguments makes ansible-core 2.19 and later warn
+    that a templated dictionary of task arguments is unsafe.
   - The entry's C(connection) options are flattened; C(app), C(health), C(retention), C(protected),
     C(structure_update) and C(restore_privilege) are left out (they are not module options of every module).
 options:
@@ -27,7 +29,16 @@ options:
 
 EXAMPLES = r"""
 - name: Back up every environment of the host
-  lifeboat.backup.backup_create: "{{ item | lifeboat.backup.environment_args | combine({'label': 'nightly'}) }}"
+  lifeboat.backup.environment_call:
+    entry: "{{ item }}"
+    module: backup_create
+    options:
+      label: nightly
+  loop: "{{ lifeboat_environments }}"
+
+- name: Show the options a module gets for each environment
+  ansible.builtin.debug:
+    msg: "{{ item | lifeboat.backup.environment_args }}"
   loop: "{{ lifeboat_environments }}"
 """
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,17 @@ def ansible_env(**extra):
     )
     env.update(extra)
     return env
+
+
+def warnings(process):
+    """The warning lines ansible-playbook printed ([WARNING] and [DEPRECATION WARNING])."""
+    return re.findall(r"^\[(?:DEPRECATION )?WARNING\]:.*$", process.stdout + process.stderr, re.M)
+
+
+def assert_no_warnings(process):
+    """The collection's roles and playbooks print no warning: fail the test on any."""
+    found = warnings(process)
+    assert not found, "ansible-playbook printed warnings:\n%s" % "\n".join(found)
 
 
 def play_tasks(tasks, out):

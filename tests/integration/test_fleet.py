@@ -18,7 +18,7 @@ import yaml
 
 from archives import flip_byte
 from fleet_app import FleetApp
-from playbook import ansible_env
+from playbook import ansible_env, assert_no_warnings
 from sshd import Sshd, missing
 
 ROWS = {"node1": 11, "node2": 12, "node3": 13, "node4": 14}
@@ -73,7 +73,11 @@ def playbook(fleet, name, extra):
     extra_file.write_text(json.dumps(extra))
     command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", fleet["inventory"],
                "lifeboat.backup.%s" % name, "-e", "@%s" % extra_file]
-    return subprocess.run(command, env=ansible_env(), capture_output=True, text=True, check=False, timeout=900)
+    # In the fleet's directory: a report the run writes by default (lifeboat-report) lands there.
+    process = subprocess.run(command, env=ansible_env(), cwd=str(fleet["root"]), capture_output=True, text=True,
+                             check=False, timeout=900)
+    assert_no_warnings(process)
+    return process
 
 
 def recap(process):
@@ -92,6 +96,7 @@ def test_disaster_recovery_across_the_fleet(fleet):
     hosts = fleet["hosts"]
     backed_up = playbook(fleet, "backup", {"backup_label": "nightly"})
     assert backed_up.returncode == 0, backed_up.stdout[-3000:] + backed_up.stderr[-2000:]
+    assert len(json.loads((fleet["root"] / "lifeboat-report" / "report.json").read_text())) == len(hosts)
 
     for host in hosts.values():
         host["cluster"].psql("DELETE FROM items WHERE id > 3", db="shop")
@@ -112,6 +117,8 @@ def test_disaster_recovery_across_the_fleet(fleet):
     rows = json.loads((report_dir / "report.json").read_text())
     results = {row["host"]: row["result"] for row in rows}
     assert results == {"node1": "changed", "node2": "changed", "node3": "changed", "node4": "failed"}, rows
+    assert {row["backup"] for row in rows} == {"nightly"} and all(row["size"] > 0 for row in rows), rows
+    assert "is damaged" in next(row["message"] for row in rows if row["host"] == "node4")
     assert "node4" in (report_dir / "report.md").read_text()
     assert "| node4 |" in applied.stdout, "the table is printed too"
 
@@ -120,3 +127,4 @@ def test_disaster_recovery_across_the_fleet(fleet):
     for name in ("node1", "node2", "node3"):
         assert counts[name]["changed"] == 0 and counts[name]["failed"] == 0, (name, counts, again.stdout[-3000:])
         assert hosts[name]["app"].healthy()
+    assert counts["node4"]["changed"] == 0, "writing the report (node4 runs it) is no change"

@@ -55,7 +55,4 @@ options:
       - Directory holding C(pg_dump) and C(pg_restore). By default Lifeboat picks the ones that match the
         server's major version from the usual install paths.
     type: path
-requirements:
-  - psycopg >= 3.1 (for O(engine=postgresql))
-  - PostgreSQL client tools (C(pg_dump), C(pg_restore)) of the server's major version
 """

@@ -58,11 +58,22 @@ _claimed_ports: set[int] = set()
 _running: list[PgCluster] = []
 
 
+def installed_bin_dirs():
+    """``{major: bin directory}`` of every installed server (Debian's /usr/lib/postgresql/<major>/bin, the
+    PostgreSQL project's RPMs' /usr/pgsql-<major>/bin)."""
+    found = {}
+    for path in glob.glob("/usr/lib/postgresql/*/bin") + glob.glob("/usr/pgsql-*/bin"):
+        major = re.search(r"(\d+)/bin$", path)
+        if major and os.path.exists(os.path.join(path, "initdb")):
+            found[int(major.group(1))] = path
+    return dict(sorted(found.items()))
+
+
 def find_bin_dir():
     """The newest installed server's bin directory."""
-    found = [path for path in glob.glob("/usr/lib/postgresql/*/bin") if os.path.exists(os.path.join(path, "initdb"))]
+    found = installed_bin_dirs()
     if found:
-        return max(found, key=lambda path: int(path.split("/")[-2]))
+        return found[max(found)]
     try:
         bin_dir = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):

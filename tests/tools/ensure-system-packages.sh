@@ -4,6 +4,8 @@
 # and shellcheck, without which ansible-test sanity skips its shellcheck test. Tests run their own
 # throw-away servers, never the system's services, so services that a package starts on
 # installation are stopped again.
+# LIFEBOAT_PG_MAJORS="15 17" asks for those PostgreSQL majors too (postgresql-<major>, from Debian or from the
+# PostgreSQL project's apt repository once it is configured): the integration tests run on each installed one.
 set -euo pipefail
 
 have_postgres() {
@@ -23,6 +25,9 @@ online_clusters() {
 
 missing=()
 have_postgres || missing+=(postgresql)
+for major in ${LIFEBOAT_PG_MAJORS:-}; do
+    [[ -x /usr/lib/postgresql/$major/bin/initdb ]] || missing+=("postgresql-$major")
+done
 command -v age >/dev/null || missing+=(age)
 # /usr/sbin is not on every user's PATH.
 command -v sshd >/dev/null || [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)

@@ -3,11 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Print what each stage of ``make test`` counted, ending with a total line; exit 1 when anything failed.
 
-``make test`` runs every stage (lint, sanity, units, integration, molecule) even after a failure and
-records ``<stage> <exit status>`` lines in ``<results>/stages``. A stage that wrote JUnit XML files
-(``<results>/<stage>*.xml``) counts their tests; any other stage counts as one test. A stage that
-failed without a failed test in its XML (it crashed, or a collection error) counts one failure more.
-The output ends with ``total: N passed, N failed, N skipped`` for CI to read.
+``make test`` runs every stage (lint, sanity, units, integration, molecule, ansible-oldest, ansible-newest)
+even after a failure and records ``<stage> <exit status> <seconds>`` lines in ``<results>/stages``. A stage
+that wrote JUnit XML files (``<results>/<stage>*.xml``) counts their tests; any other stage counts as one test.
+A stage that failed without a failed test in its XML (it crashed, or a collection error) counts one failure more.
+Each stage's line says how long it took, and a line the whole time. The output ends with
+``total: N passed, N failed, N skipped`` for CI to read.
 """
 
 from __future__ import annotations
@@ -40,21 +41,30 @@ def stage_counts(results, stage, status):
     return total
 
 
-def line(name, passed, failed, skipped):
-    return "%s: %d passed, %d failed, %d skipped" % (name, passed, failed, skipped)
+def line(name, counted):
+    return "%s: %d passed, %d failed, %d skipped" % ((name,) + tuple(counted))
+
+
+def duration(seconds):
+    return "%dm%02ds" % divmod(seconds, 60)
 
 
 def main():
     results = pathlib.Path(sys.argv[1])
     total = [0, 0, 0]
+    total_seconds = 0
     for record in (results / "stages").read_text().split("\n"):
         if not record.strip():
             continue
-        stage, status = record.split()
+        stage, status, seconds = record.split()
         found = stage_counts(results, stage, int(status))
-        print(line(stage, *found) + ("" if status == "0" else " (exit status %s)" % status))
+        print(line(stage, found) + " in " + duration(int(seconds))
+              + ("" if status == "0" else " (exit status %s)" % status))
         total = [a + b for a, b in zip(total, found)]
-    print(line("total", *total))
+        total_seconds += int(seconds)
+    print("all stages took " + duration(total_seconds))
+    # Alone on the last line, as CI reads it.
+    print(line("total", total))
     return 1 if total[1] else 0
 
 

@@ -28,14 +28,6 @@ options:
 """
 
 EXAMPLES = r"""
-- name: Back up every environment of the host
-  lifeboat.backup.environment_call:
-    entry: "{{ item }}"
-    module: backup_create
-    options:
-      label: nightly
-  loop: "{{ lifeboat_environments }}"
-
 - name: Show the options a module gets for each environment
   ansible.builtin.debug:
     msg: "{{ item | lifeboat.backup.environment_args }}"

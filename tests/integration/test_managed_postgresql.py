@@ -61,12 +61,7 @@ def run_delegated(tasks, inventory_dir, check=False):
     return read_results(out, process)
 
 
-@pytest.mark.parametrize("login", [
-    "superuser",
-    pytest.param("administrator", marks=pytest.mark.xfail(strict=True, reason=(
-        "a restore as a non-superuser fails: CREATE DATABASE names TABLESPACE pg_default, which needs CREATE on "
-        "it, and dropping the short-lived restore role needs membership in it (REASSIGN OWNED)"))),
-])
+@pytest.mark.parametrize("login", ["superuser", "administrator"])
 def test_round_trip_over_tcp_from_the_controller(service, tmp_path, login):
     name = "shop_" + uuid.uuid4().hex[:8]
     make_pg_app(service, name)

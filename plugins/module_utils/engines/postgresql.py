@@ -112,6 +112,8 @@ class PostgresEngine(Engine):
             # login_user would own it, and the archive's SQL runs as the owner.
             raise SetupError("database %s does not exist yet: set owner to the ordinary role (the application's "
                              "own, not a superuser) that is to own it" % target)
+        # A dump this pg_restore cannot read is refused before anything is created.
+        self.tools.readable(dump_path)
         self.stage_empty(target, staging, owner)
         role = self.server.database_properties(staging)["owner"]
         self.tools.restore(dump_path, staging, role)

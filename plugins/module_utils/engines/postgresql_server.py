@@ -39,9 +39,11 @@ else:
 MAX_IDENTIFIER_BYTES = 63
 SSL_MODES = ["allow", "disable", "prefer", "require", "verify-ca", "verify-full"]
 CONNECT_TIMEOUT = 10
-STDERR_LINES = 20
-# How a custom-format dump (pg_dump -Fc) begins.
+# How a custom-format dump (pg_dump -Fc) begins; the format's version (major, minor) follows.
 PGDMP_MAGIC = b"PGDMP"
+# Each version of the custom format and the first PostgreSQL major whose pg_dump writes it (pg_backup_archiver.h):
+# a pg_restore reads the versions up to its own major's.
+_DUMP_FORMATS = {(1, 14): 12, (1, 15): 16, (1, 16): 17}
 _TOOL_VERSION = re.compile(r"\(PostgreSQL\)\s+((\d+)\S*)")
 _LOCK_WAIT_TIMEOUT = re.compile(r"^\d+(us|ms|s|min|h|d)?$")
 _DUMP_HEADER = re.compile(r";\s+(?:Archive created at (?P<created>.+)|(?P<key>[A-Za-z_ ]+):\s*(?P<value>.*))$")
@@ -64,6 +66,7 @@ _DUMP_INFO_KEYS = {
     "Dumped from database version": "server_version",
     "Dumped by pg_dump version": "pg_dump_version",
 }
+DEFAULT_TABLESPACE = "pg_default"
 # pg_restore logs in as a short-lived role named RESTORE_ROLE_PREFIX + a hash of the environment + random hex.
 RESTORE_ROLE_PREFIX = "lifeboat_restore_"
 # Members of these read or write the server's files or run programs on it: as good as a superuser.
@@ -397,22 +400,38 @@ class PostgresServer:
 
     def drop_role(self, name, reassign_to=None):
         """Drop role ``name`` with its privileges and, in every database, what it owns: given to ``reassign_to``
-        first if set, else dropped."""
+        first if set, else dropped. Each database's part is one transaction."""
         action = "dropping role %s" % name
         role = sql.Identifier(name)
         statements = [sql.SQL("DROP OWNED BY {}").format(role)]
         if reassign_to:
             statements.insert(0, sql.SQL("REASSIGN OWNED BY {} TO {}").format(role, sql.Identifier(reassign_to)))
+        borrow, give_back = self._borrowed_membership(name, action)
         databases = self._rows(
             "SELECT DISTINCT d.datname FROM pg_shdepend s JOIN pg_database d ON d.oid = s.dbid"
             " WHERE s.refclassid = 'pg_authid'::regclass"
             " AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = %s)", [name], action)
         for (dbname,) in databases:
             with self.connect(dbname) as conn, self.sql_errors("%s (in database %s)" % (action, dbname)):
-                for statement in statements:
-                    conn.execute(statement)
-        # DROP OWNED here also revokes its privileges on shared objects (databases, tablespaces).
-        self._execute(statements + [sql.SQL("DROP ROLE {}").format(role)], action)
+                with conn.transaction():
+                    for statement in borrow + statements + give_back:
+                        conn.execute(statement)
+        # DROP OWNED here also revokes its privileges on shared objects (databases, tablespaces); DROP ROLE ends
+        # a borrowed membership with the role.
+        self._execute(borrow + statements + [sql.SQL("DROP ROLE {}").format(role)], action, transaction=True)
+
+    def _borrowed_membership(self, name, action):
+        """``(grants, revokes)`` to wrap REASSIGN OWNED and DROP OWNED in, which need the privileges of role
+        ``name``. A login without them (a managed service's administrator: CREATEROLE, no superuser) is a member
+        of ``name`` within each transaction only, so that no failure leaves the membership behind."""
+        if self._rows("SELECT pg_has_role(current_user, %s, 'USAGE')", [name], action)[0][0]:
+            return [], []
+        role = sql.Identifier(name)
+        # From PostgreSQL 16 the role's creator has ADMIN OPTION on it, without its privileges unless it grants
+        # them to itself; before, CREATEROLE grants any role that is not a superuser.
+        options = " WITH INHERIT TRUE, SET FALSE" if self.server_version()[0] >= 16 else ""
+        return ([sql.SQL("GRANT {} TO CURRENT_USER" + options).format(role)],
+                [sql.SQL("REVOKE {} FROM CURRENT_USER").format(role)])
 
     def available_extensions(self):
         return {row[0] for row in self._rows("SELECT name FROM pg_available_extensions")}
@@ -511,10 +530,14 @@ class PostgresServer:
         if owner:
             options.append(sql.SQL("OWNER {}").format(sql.Identifier(owner)))
         if props:
-            options.append(sql.SQL("ENCODING {} LC_COLLATE {} LC_CTYPE {} CONNECTION LIMIT {} TABLESPACE {}").format(
+            options.append(sql.SQL("ENCODING {} LC_COLLATE {} LC_CTYPE {} CONNECTION LIMIT {}").format(
                 sql.Literal(props["encoding"]), sql.Literal(props["collate"]), sql.Literal(props["ctype"]),
-                sql.Literal(props["connection_limit"]), sql.Identifier(props["tablespace"]),
+                sql.Literal(props["connection_limit"]),
             ))
+            # Naming a tablespace needs CREATE on it, which a managed service's administrator lacks even on
+            # pg_default: name it only when it is not template0's (pg_default), where the copy goes anyway.
+            if props["tablespace"] != DEFAULT_TABLESPACE:
+                options.append(sql.SQL("TABLESPACE {}").format(sql.Identifier(props["tablespace"])))
             if self.server_version()[0] >= 15:
                 options.append(sql.SQL("LOCALE_PROVIDER {}").format(sql.Literal(props["locale_provider"])))
             if props["icu_locale"]:
@@ -623,6 +646,31 @@ def _major(version):
     return int(match.group(1)) if match else None
 
 
+def _client_packages(major):
+    return "Debian/Ubuntu: postgresql-client-%d, RHEL/PGDG: postgresql%d" % (major, major)
+
+
+def _dump_format(path):
+    """The custom format's version in the header of dump ``path``, e.g. ``(1, 16)``; None for another file."""
+    size = len(PGDMP_MAGIC) + 2
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(size)
+    except OSError:
+        return None
+    return tuple(head[len(PGDMP_MAGIC):]) if len(head) == size and head.startswith(PGDMP_MAGIC) else None
+
+
+def _format_major(dump_format):
+    """The oldest PostgreSQL major whose pg_restore reads ``dump_format``: for a version newer than those known here,
+    a major newer than theirs; None for an older one (any pg_restore found reads it)."""
+    if dump_format in _DUMP_FORMATS:
+        return _DUMP_FORMATS[dump_format]
+    if dump_format and dump_format > max(_DUMP_FORMATS):
+        return max(_DUMP_FORMATS.values()) + 1
+    return None
+
+
 class PgTools:
     """``pg_dump`` and ``pg_restore`` for a server: passwords reach them only through 0600 passfiles.
 
@@ -672,9 +720,9 @@ class PgTools:
             seen = "; ".join("%s is %s" % (path, version) for path, version, _major_found in found)
             raise LifeboatError(
                 "%s for PostgreSQL %d (server %s) not found (looked at %s%s); install the PostgreSQL %d client "
-                "tools (Debian/Ubuntu: postgresql-client-%d, RHEL/PGDG: postgresql%d) or set pg_bin_dir"
+                "tools (%s) or set pg_bin_dir"
                 % (name, major, full, ", ".join(candidates) or "the usual places and PATH",
-                   "; " + seen if seen else "", major, major, major)
+                   "; " + seen if seen else "", major, _client_packages(major))
             )
         self._tools[name] = usable[0][:2]
         return self._tools[name]
@@ -744,9 +792,7 @@ class PgTools:
             except OSError as exc:
                 raise LifeboatError("cannot run %s (%s) %s: %s" % (name, path, action, exc)) from None
         if done.returncode != 0:
-            tail = "\n".join(done.stderr.decode("utf-8", errors="replace").strip().splitlines()[-STDERR_LINES:])
-            for secret in (self.params.get("login_password"), password):
-                tail = tail.replace(secret, "********") if secret else tail
+            tail = process.tail(done.stderr, (self.params.get("login_password"), password))
             raise LifeboatError("%s failed %s (exit %d):\n%s" % (name, action, done.returncode, tail))
         return done
 
@@ -799,6 +845,30 @@ class PgTools:
         info["pg_dump_major"] = _major(info["pg_dump_version"])
         return info
 
+    def readable(self, path):
+        """``(toc, info)`` (``toc``, ``dump_info``) of a custom-format dump that this pg_restore reads. A dump of a
+        newer pg_dump is refused with the client to install: by its format's version, which an older pg_restore
+        cannot even list, then by the pg_dump version in the listing."""
+        dump_format = _dump_format(path)
+        needed = _format_major(dump_format)
+        if needed:
+            self._check_restore_major(needed, "a pg_dump of PostgreSQL %d or later (custom format %d.%d)"
+                                      % (needed, dump_format[0], dump_format[1]))
+        toc = self.toc(path)
+        info = self.dump_info(path, toc)
+        if info["pg_dump_major"]:
+            self._check_restore_major(info["pg_dump_major"], "pg_dump %s (custom format %s)"
+                                      % (info["pg_dump_version"], info["archive_version"]))
+        return toc, info
+
+    def _check_restore_major(self, needed, made_by):
+        restore_path, restore_version = self.tool("pg_restore")
+        if _major(restore_version) < needed:
+            raise LifeboatError(
+                "pg_restore %s (%s) cannot read a dump made by a newer pg_dump: this one was made by %s. Install "
+                "the PostgreSQL %d client tools or newer where the module runs (%s) or set pg_bin_dir to their "
+                "directory" % (restore_version, restore_path, made_by, needed, _client_packages(needed)))
+
     def restore(self, dump_path, dbname, role):
         """Restore a dump into the (new, empty) database ``dbname``; every object is created by ``role``.
 
@@ -806,15 +876,8 @@ class PgTools:
         short-lived member of ``role``, never as login_user. Extensions allowed by the ``extensions`` option are
         created by login_user beforehand, and pg_restore skips them.
         """
-        toc = self.toc(dump_path)
-        info = self.dump_info(dump_path, toc)
-        restore_path, restore_version = self.tool("pg_restore")
-        if info["pg_dump_major"] and _major(restore_version) < info["pg_dump_major"]:
-            raise LifeboatError(
-                "pg_restore %s (%s) is older than the pg_dump %s that made %s and may not read it; install "
-                "postgresql-client-%d or newer, or point pg_bin_dir at it"
-                % (restore_version, restore_path, info["pg_dump_version"], dump_path, info["pg_dump_major"])
-            )
+        toc, info = self.readable(dump_path)
+        restore_version = self.tool("pg_restore")[1]
         self._check_owner(role, dbname)
         skipped = self._create_extensions(dump_path, toc, dbname, role)
         # A database-level default_transaction_read_only would make every statement of the restore fail.
@@ -937,5 +1000,5 @@ class PgTools:
         """Read a custom-format dump to its end and restore nothing: its table of contents (``--list``), then
         every data block into a script sent to /dev/null. A truncated or damaged dump fails here, not halfway
         through a restore (its header and table of contents alone can be intact)."""
-        self.dump_info(path)
+        self.readable(path)
         self._run("pg_restore", ["--file=/dev/null", path], "reading dump %s to its end" % path, connects=False)

@@ -451,10 +451,87 @@ def test_pg_restore_older_than_the_dump_is_refused(pg_cluster, server, roles, tm
     with pytest.raises(LifeboatError) as caught:
         tools.restore(dump, target, roles["owner"])
     assert "pg_restore %d.0" % (pg_cluster.major - 1) in str(caught.value)
-    assert "older than the pg_dump %d." % pg_cluster.major in str(caught.value)
-    assert "postgresql-client-%d" % pg_cluster.major in str(caught.value)
+    made_by = "cannot read a dump made by a newer pg_dump: this one was made by pg_dump %d." % pg_cluster.major
+    assert made_by in str(caught.value)
+    assert "postgresql-client-%d" % pg_cluster.major in str(caught.value) and dump not in str(caught.value)
     restores = [line for line in log.read_text().splitlines() if line.startswith("ARGV %s/pg_restore " % bin_dir)]
     assert restores and not [line for line in restores if "--dbname" in line]
+
+
+@pytest.mark.parametrize("minor, restore_major, needed", [(16, 16, 17), (99, 17, 18)], ids=["known", "unknown"])
+def test_dump_format_newer_than_pg_restore_is_refused(pg_cluster, server, roles, tmp_path, minor, restore_major,
+                                                      needed):
+    """A newer pg_dump's format, which an older pg_restore cannot even list: refused from the header alone."""
+    bin_dir, log = wrapper_dir(tmp_path, pg_cluster.bin_dir, {"pg_restore": "%d.2" % restore_major})
+    tools = new_tools(server, dict(pg_cluster.conn_params(), pg_bin_dir=bin_dir), tmp_path)
+    dump = tmp_path / "postgres.dump"
+    tools.dump("postgres", str(dump))
+    data = bytearray(dump.read_bytes())
+    data[6] = minor  # after "PGDMP" and the format's major
+    dump.write_bytes(bytes(data))
+    for attempt in (tools.read_through, lambda path: tools.restore(path, "postgres", roles["owner"])):
+        with pytest.raises(LifeboatError) as caught:
+            attempt(str(dump))
+        message = str(caught.value)
+        assert message.startswith("pg_restore %d.2 (%s/pg_restore) cannot read a dump made by a newer pg_dump: this "
+                                  "one was made by a pg_dump of PostgreSQL %d or later (custom format 1.%d)"
+                                  % (restore_major, bin_dir, needed, minor)), message
+        assert "PostgreSQL %d client tools or newer" % needed in message and str(dump) not in message
+    restores = [line for line in log.read_text().splitlines() if line.startswith("ARGV %s/pg_restore " % bin_dir)]
+    assert [line.split()[2:] for line in restores] == [["--version"]]
+
+
+@pytest.fixture
+def administrator(pg_cluster, roles):
+    """Connection options of a managed service's administrator: CREATEDB and CREATEROLE, not a superuser, a member
+    of the owner role."""
+    name, password = unique("lb_admin"), secrets.token_hex(8)
+    pg_cluster.psql("CREATE ROLE %s LOGIN CREATEDB CREATEROLE PASSWORD '%s'; GRANT %s TO %s"
+                    % (name, password, roles["owner"], name))
+    return dict(pg_cluster.conn_params(), login_user=name, login_password=password, environment="lb_admin")
+
+
+def memberships(cluster, member):
+    return cluster.psql("SELECT roleid::regrole::text FROM pg_auth_members WHERE member = %s::regrole ORDER BY 1",
+                        params=[member])
+
+
+def test_restore_as_a_createrole_administrator(pg_cluster, roles, administrator, tmp_path):
+    source, target = unique("lb_src"), unique("lb_dst")
+    pg_cluster.psql("CREATE DATABASE %s OWNER %s" % (source, roles["owner"]))
+    pg_cluster.psql("SET ROLE %s; CREATE TABLE items (id int); INSERT INTO items VALUES (1), (2)" % roles["owner"],
+                    db=source)
+    with PostgresServer(administrator) as admin:
+        tools = new_tools(admin, administrator, tmp_path)
+        dump = str(tmp_path / "src.dump")
+        tools.dump(source, dump)
+        # Without CREATE on pg_default, which naming it would need.
+        admin.create_database(target, like=source)
+        tools.restore(dump, target, roles["owner"])
+        assert tools.check_database(target)["table_owners"] == [roles["owner"]]
+    assert pg_cluster.psql("SELECT count(*) FROM items", db=target) == [(2,)]
+    assert pg_cluster.psql("SELECT 1 FROM pg_roles WHERE rolname LIKE 'lifeboat\\_restore\\_%'") == []
+    assert memberships(pg_cluster, administrator["login_user"]) == [(roles["owner"],)]
+
+
+def test_administrator_drops_a_role_without_keeping_its_membership(pg_cluster, roles, administrator):
+    """REASSIGN OWNED and DROP OWNED need the privileges of the role: the administrator is its member only within
+    each transaction, also when one fails."""
+    target, other, leftover = unique("lb_dst"), unique("lb_other"), unique("lb_leftover")
+    pg_cluster.psql("CREATE DATABASE %s OWNER %s" % (target, roles["owner"]))
+    pg_cluster.psql("CREATE ROLE %s NOLOGIN" % other)
+    with PostgresServer(administrator) as admin:
+        admin.create_login_role(leftover, "secret-" + secrets.token_hex(4), roles["owner"])
+        # What an archive's SQL makes after RESET ROLE belongs to the restore role.
+        pg_cluster.psql("SET ROLE %s; CREATE TABLE made_after_reset (x int)" % leftover, db=target)
+        with pytest.raises(LifeboatError, match="dropping role %s .*permission denied" % leftover):
+            admin.drop_role(leftover, reassign_to=other)
+        assert memberships(pg_cluster, administrator["login_user"]) == [(roles["owner"],)]
+        admin.drop_role(leftover, reassign_to=roles["owner"])
+    assert pg_cluster.psql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'made_after_reset'",
+                           db=target) == [(roles["owner"],)]
+    assert pg_cluster.psql("SELECT 1 FROM pg_roles WHERE rolname = %s", params=[leftover]) == []
+    assert memberships(pg_cluster, administrator["login_user"]) == [(roles["owner"],)]
 
 
 @pytest.mark.parametrize("case", ["empty-dir", "pg_dump-too-old"])

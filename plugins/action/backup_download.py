@@ -12,9 +12,9 @@ import os
 import re
 import tempfile
 
-from ansible.errors import AnsibleAction, AnsibleActionFail
-from ansible.plugins.action import ActionBase
+from ansible.errors import AnsibleActionFail
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import fsync_dir, fsync_file, sha256_file
+from ansible_collections.lifeboat.backup.plugins.plugin_utils.transfer import TransferAction
 
 MODULE = "lifeboat.backup.backup_download"
 # Catalog names: <backup id><suffix>. Anything else from the node is not used as a local file name.
@@ -29,47 +29,35 @@ def _file_name(node_path):
     return name
 
 
-class ActionModule(ActionBase):
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp  # unused since Ansible 2.5
-        try:
-            dest = self._dest()
-            # Internal options are the plugin's to set.
-            args = {key: value for key, value in self._task.args.items() if not key.startswith("_")}
-            found = self._execute_module(MODULE, module_args=dict(args), task_vars=task_vars)
-            if found.get("failed"):
-                result.update(found)
-                return result
-            backup = found["backup"]
-            final = os.path.join(dest, _file_name(backup["path"]))
-            before = sha256_file(final) if os.path.isfile(final) else None
-            result.update(found, dest=final, transferred=False, changed=before != found["sha256"])
-            if self._task.diff:
-                result["diff"] = {"before": {"path": final, "sha256": before},
-                                  "after": {"path": final, "sha256": found["sha256"]}}
-            if not result["changed"] or self._task.check_mode:
-                return result
-            os.makedirs(dest, mode=0o700, exist_ok=True)
-            remote = backup["path"]
-            if self._connection.become:
-                # The connection user cannot read the root-only catalog: the module hands it a copy.
-                tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
-                exported = self._execute_module(
-                    MODULE, module_args=dict(args, backup=backup["id"], _export_dir=tmpdir), task_vars=task_vars)
-                if exported.get("failed"):
-                    result.update(exported, changed=False)
-                    return result
-                remote = exported["export_path"]
-            self._fetch(remote, final, found["sha256"])
-            result["transferred"] = True
-        except AnsibleAction as exc:
-            result.update(exc.result, changed=False, transferred=False)
-        finally:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-        return result
+class ActionModule(TransferAction):
+    def _transfer(self, result, args, task_vars):
+        dest = self._dest()
+        found = self._execute_module(MODULE, module_args=dict(args), task_vars=task_vars)
+        if found.get("failed"):
+            result.update(found)
+            return
+        backup = found["backup"]
+        final = os.path.join(dest, _file_name(backup["path"]))
+        before = sha256_file(final) if os.path.isfile(final) else None
+        result.update(found, dest=final, transferred=False, changed=before != found["sha256"])
+        if self._task.diff:
+            result["diff"] = {"before": {"path": final, "sha256": before},
+                              "after": {"path": final, "sha256": found["sha256"]}}
+        if not result["changed"] or self._task.check_mode:
+            return
+        os.makedirs(dest, mode=0o700, exist_ok=True)
+        remote = backup["path"]
+        if self._connection.become:
+            # The connection user cannot read the root-only catalog: the module hands it a copy.
+            tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
+            exported = self._execute_module(
+                MODULE, module_args=dict(args, backup=backup["id"], _export_dir=tmpdir), task_vars=task_vars)
+            if exported.get("failed"):
+                result.update(exported, changed=False)
+                return
+            remote = exported["export_path"]
+        self._fetch(remote, final, found["sha256"])
+        result["transferred"] = True
 
     def _dest(self):
         dest = self._task.args.get("dest")

@@ -9,44 +9,32 @@ from __future__ import annotations
 
 import os
 
-from ansible.errors import AnsibleAction, AnsibleActionFail, AnsibleError
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.text.converters import to_text
-from ansible.plugins.action import ActionBase
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import sha256_file
+from ansible_collections.lifeboat.backup.plugins.plugin_utils.transfer import TransferAction
 
 MODULE = "lifeboat.backup.backup_upload"
 REMOTE_NAME = "lifeboat-upload"
 
 
-class ActionModule(ActionBase):
-    _supports_check_mode = True
-
-    def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
-        del tmp  # unused since Ansible 2.5
-        try:
-            local = self._source()
-            # Internal options are the plugin's to set.
-            args = {key: value for key, value in self._task.args.items() if not key.startswith("_")}
-            # Hashed as a stream: the archive may be far larger than the controller's memory.
-            args.update(_sha256=sha256_file(local), _size=os.stat(local).st_size)
-            probe = self._execute_module(MODULE, module_args=dict(args), task_vars=task_vars)
-            if probe.get("failed") or not probe.pop("upload_needed", False):
-                result.update(probe)
-                result["transferred"] = False
-                return result
-            tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
-            remote = self._connection._shell.join_path(tmpdir, REMOTE_NAME)
-            self._transfer_file(local, remote)
-            # Lets an unprivileged become user read it; the module copies what it may not move.
-            self._fixup_perms2((tmpdir, remote), execute=False)
-            result.update(self._execute_module(MODULE, module_args=dict(args, _uploaded=remote), task_vars=task_vars))
-            result["transferred"] = True
-        except AnsibleAction as exc:
-            result.update(exc.result, transferred=False)
-        finally:
-            self._remove_tmp_path(self._connection._shell.tmpdir)
-        return result
+class ActionModule(TransferAction):
+    def _transfer(self, result, args, task_vars):
+        local = self._source()
+        # Hashed as a stream: the archive may be far larger than the controller's memory.
+        args.update(_sha256=sha256_file(local), _size=os.stat(local).st_size)
+        probe = self._execute_module(MODULE, module_args=dict(args), task_vars=task_vars)
+        if probe.get("failed") or not probe.pop("upload_needed", False):
+            result.update(probe)
+            result["transferred"] = False
+            return
+        tmpdir = self._connection._shell.tmpdir or self._make_tmp_path()
+        remote = self._connection._shell.join_path(tmpdir, REMOTE_NAME)
+        self._transfer_file(local, remote)
+        # Lets an unprivileged become user read it; the module copies what it may not move.
+        self._fixup_perms2((tmpdir, remote), execute=False)
+        result.update(self._execute_module(MODULE, module_args=dict(args, _uploaded=remote), task_vars=task_vars))
+        result["transferred"] = True
 
     def _source(self):
         src = self._task.args.get("src")

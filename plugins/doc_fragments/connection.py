@@ -7,6 +7,8 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     DOCUMENTATION = r"""
+requirements:
+  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
 options:
   login_host:
     description:
@@ -20,7 +22,8 @@ options:
   login_user:
     description:
       - The role Lifeboat connects as. It must be a superuser, or have C(CREATEDB) and be a member of the
-        roles that own the environment's databases.
+        roles that own the environment's databases, and have C(CREATEROLE) to restore without C(restore_user)
+        (a restore logs in as a short-lived role it creates; see the collection's docs/internals.md).
     type: str
     default: postgres
   login_password:

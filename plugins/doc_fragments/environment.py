@@ -6,7 +6,11 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
+    # runner.environment_module, which builds every module that extends this fragment, gives them check mode.
     DOCUMENTATION = r"""
+attributes:
+  check_mode:
+    support: full
 options:
   environment:
     description:

@@ -17,22 +17,27 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.environment import
 
 def environment_info(params, check_mode=False):
     """The module's result; ``check_mode`` changes nothing because nothing is written anyway."""
-    env = Environment(params)
+    environment = Environment(params)
     try:
         return {
             "changed": False,
-            "environment": env.name,
-            "sessions": sessions(env),
-            "lock": env.catalog.lock_holder(env.name),
-            "current": env.state().get("current"),
-            "free_space": free_space(_space_paths(env)),
-            "needed_space": needed_space(env),
-            # False on a replacement node: nothing to save before a restore, nothing to roll back to.
-            "has_data": any(env.engines[name].exists(target) for name, target in env.targets.items())
-            or bool(env.files_path and os.path.isdir(env.files_path) and os.listdir(env.files_path)),
+            "environment": environment.name,
+            "sessions": sessions(environment),
+            "lock": environment.catalog.lock_holder(environment.name),
+            "current": environment.state().get("current"),
+            "free_space": free_space(_space_paths(environment)),
+            "needed_space": needed_space(environment),
+            "has_data": has_data(environment),
         }
     finally:
-        env.close()
+        environment.close()
+
+
+def has_data(environment):
+    """False on a replacement node: nothing to save before a restore, nothing to roll back to."""
+    files = environment.files_path
+    return (any(environment.engines[name].exists(target) for name, target in environment.targets.items())
+            or bool(files and os.path.isdir(files) and os.listdir(files)))
 
 
 def sessions(environment):

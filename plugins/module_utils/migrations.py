@@ -38,8 +38,6 @@ _MIGRATION = re.compile(r"^V(?P<version>[0-9]+)__(?P<description>.*\S.*)\.sql$",
 # Names an operator meant as migrations: refused when malformed rather than silently skipped.
 _LOOKS_LIKE_MIGRATION = re.compile(r"(^[Vv][0-9])|(\.sql$)", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-# The last lines of the updater's output that the result and error messages carry.
-OUTPUT_LINES = 20
 
 
 class Migration(NamedTuple):
@@ -216,11 +214,6 @@ def command_argv(command):
     return argv
 
 
-def _tail(data, secret):
-    text = "\n".join(data.decode("utf-8", errors="replace").rstrip().splitlines()[-OUTPUT_LINES:])
-    return text.replace(secret, "********") if secret else text
-
-
 # --- the update -----------------------------------------------------------------------------------
 
 def current_version(engine, target, history_table=None):
@@ -347,14 +340,14 @@ def _command(migrator, argv, chdir, password, check_mode):
         if done.returncode != 0:
             raise LifeboatError("command %s failed on %s (exit %d):\n%s" % (
                 argv[0], migrator.label, done.returncode,
-                _tail(done.stderr, password) or _tail(done.stdout, password)))
+                process.tail(done.stderr, [password]) or process.tail(done.stdout, [password])))
         after_history = migrator.history() or {}
     after = max(after_history) if after_history else None
     result.update(
         applied=sorted(set(after_history) - set(before_history)),
         version_after=after,
-        command_result={"rc": done.returncode, "stdout": _tail(done.stdout, password),
-                        "stderr": _tail(done.stderr, password), "duration": seconds},
+        command_result={"rc": done.returncode, "stdout": process.tail(done.stdout, [password]),
+                        "stderr": process.tail(done.stderr, [password]), "duration": seconds},
         diff={"before": {"version": before}, "after": {"version": after}},
     )
     return result

@@ -15,6 +15,8 @@ import subprocess
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
+# Enough of a child's output to say why it failed, short enough for a message.
+TAIL_LINES = 20
 
 
 def _die_with(parent):
@@ -31,3 +33,11 @@ def _die_with(parent):
 def run(argv, check=False, **kwargs):
     """``subprocess.run`` whose child gets SIGKILL when this process dies, whatever kills it."""
     return subprocess.run(argv, preexec_fn=_die_with(os.getpid()), check=check, **kwargs)
+
+
+def tail(output, secrets=()):
+    """The last lines of a child's ``output`` (bytes) as text, with each of ``secrets`` masked."""
+    text = "\n".join(output.decode("utf-8", errors="replace").rstrip().splitlines()[-TAIL_LINES:])
+    for secret in secrets:
+        text = text.replace(secret, "********") if secret else text
+    return text

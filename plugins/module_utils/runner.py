@@ -7,9 +7,36 @@ from __future__ import annotations
 
 import errno
 
-from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
+from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
+from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
+    RESTORE_REQUIRED_BY,
+    restore_argument_spec,
+)
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import DEFAULT_ENGINE, engine_class
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
+
+
+def environment_module(options, encryption=False, restore_privilege=False, non_negative=(), **constraints):
+    """The AnsibleModule of a module that works on an environment, with check mode.
+
+    Its options are those of the doc fragments it extends (environment and connection always, encryption and
+    restore_privilege when asked) and then its own ``options``, which win. ``non_negative`` names the int options
+    that must be 0 or more, which an argument spec cannot say; ``constraints`` are AnsibleModule's.
+    """
+    argument_spec = environment_argument_spec()
+    if encryption:
+        argument_spec["encryption"] = encryption_argument_spec()
+    if restore_privilege:
+        argument_spec.update(restore_argument_spec())
+        constraints["required_by"] = RESTORE_REQUIRED_BY
+    argument_spec.update(options)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True, **constraints)
+    for name in non_negative:
+        if module.params[name] < 0:
+            module.fail_json(msg="%s must be 0 or more" % name)
+    return module
 
 
 def require_libraries(module):

@@ -18,7 +18,6 @@ description:
   - While the backup runs, the environment is locked against restores.
 author: Lifeboat maintainers (@lifeboat-maintainers)
 requirements:
-  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
   - C(pg_dump) of the server's major version or newer, when O(engine=postgresql)
   - cryptography >= 38, when O(encryption) is set
 extends_documentation_fragment:
@@ -69,7 +68,6 @@ attributes:
     platforms: posix
     support: full
   check_mode:
-    support: full
     details: Reports the backup it would create and writes nothing.
   diff_mode:
     support: none
@@ -175,17 +173,13 @@ backup:
       type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_create import create
-from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF
+from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(
-        encryption=encryption_argument_spec(),
+    module = environment_module(dict(
         label=dict(type="str"),
         comment=dict(type="str"),
         compression=dict(type="str", default="none", choices=["none", "gzip"]),
@@ -194,9 +188,7 @@ def main():
         dest=dict(type="path"),
         # Set by the action plugin, not by users.
         _tool_version=dict(type="str"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_if=REQUIRED_IF + [("layout", "per_project", ("dest",))])
+    ), encryption=True, required_if=REQUIRED_IF + [("layout", "per_project", ("dest",))])
     run_module(module, create)
 
 

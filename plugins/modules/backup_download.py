@@ -25,13 +25,12 @@ description:
   - The database and connection options are accepted, so that C(module_defaults) for the whole
     C(lifeboat.backup.all) group apply, but a download does not use them.
 author: Lifeboat maintainers (@lifeboat-maintainers)
-requirements:
-  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs, though a download
-    does not connect
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
+  - lifeboat.backup.action_plugin
+  - lifeboat.backup.action_plugin.transfer
   - lifeboat.backup.environment
   - lifeboat.backup.connection
   - lifeboat.backup.encryption
@@ -54,23 +53,11 @@ options:
     required: true
 attributes:
   action:
-    support: full
     details: The controller half fetches the file, checks it and renames it into place.
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
-  become:
-    support: full
-  connection:
-    support: full
-  delegation:
-    support: full
   platform:
     platforms: posix
     support: full
   check_mode:
-    support: full
     details: Says whether the archive would be downloaded; transfers and writes nothing.
   diff_mode:
     support: full
@@ -154,23 +141,17 @@ backup:
       type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_download import download
+from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(
-        encryption=encryption_argument_spec(),
+    module = environment_module(dict(
         backup=dict(type="str", default="latest"),
         dest=dict(type="path", required=True),
         # Set by the action plugin, not by users.
         _export_dir=dict(type="str"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    ), encryption=True)
     run_module(module, download)
 
 

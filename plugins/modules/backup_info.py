@@ -24,7 +24,6 @@ description:
     (see the examples).
 author: Lifeboat maintainers (@lifeboat-maintainers)
 requirements:
-  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
   - C(pg_restore) as for M(lifeboat.backup.backup_restore), for O(verify=restore) on PostgreSQL
   - cryptography >= 38, to verify an encrypted archive
 extends_documentation_fragment:
@@ -61,7 +60,6 @@ attributes:
     platforms: posix
     support: full
   check_mode:
-    support: full
     details: Lists and checks checksums as usual; O(verify=restore) restores nothing in check mode.
   diff_mode:
     support: none
@@ -226,32 +224,16 @@ verified:
       type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_info import VERIFY_CHOICES, info
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
-    RESTORE_REQUIRED_BY,
-    restore_argument_spec,
-)
-from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
+from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(restore_argument_spec())
-    argument_spec.update(
+    module = environment_module(dict(
         environment=dict(type="str"),
-        encryption=encryption_argument_spec(),
         verify=dict(type="str", default="none", choices=VERIFY_CHOICES),
         backup=dict(type="str", default="latest"),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_by=RESTORE_REQUIRED_BY,
-        required_if=[("verify", "restore", ("environment",))],
-        supports_check_mode=True,
-    )
+    ), encryption=True, restore_privilege=True, required_if=[("verify", "restore", ("environment",))])
     run_module(module, info)
 
 

@@ -27,9 +27,6 @@ description:
   - The environment is locked while pruning, so no restore reads a backup that is being removed. If another
     run holds the lock, the module fails and names it.
 author: Lifeboat maintainers (@lifeboat-maintainers)
-requirements:
-  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs (pruning drops
-    previous copies of databases)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
@@ -73,6 +70,15 @@ options:
       - Labelled backups are kept unless this is C(true); then they follow the rules like any other.
     type: bool
     default: false
+  automatic_labels:
+    description:
+      - Shell-style patterns (C(*), C(?), C([0-9])) of the labels that a tool gives every backup by itself, such
+        as the role lifeboat.backup.backup's C(<environment>-<UTC date>). A labelled backup is kept because an
+        operator named it on purpose; a backup whose label matches one of these follows the rules like any other.
+      - The role lifeboat.backup.backup passes the pattern of its own labels.
+    type: list
+    elements: str
+    default: []
   preset:
     description:
       - A ready schedule. C(mendix) is the one Mendix Cloud applies, O(keep_daily=14), O(keep_weekly=13) and
@@ -92,7 +98,6 @@ attributes:
     platforms: posix
     support: full
   check_mode:
-    support: full
     details: Reports what would be removed and removes nothing.
   diff_mode:
     support: full
@@ -163,15 +168,12 @@ damaged:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_prune import PRESETS, prune
-from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
+from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(
+    module = environment_module(dict(
         keep_last=dict(type="int"),
         keep_hourly=dict(type="int"),
         keep_daily=dict(type="int"),
@@ -180,10 +182,10 @@ def main():
         keep_yearly=dict(type="int"),
         keep_within=dict(type="str"),
         prune_labelled=dict(type="bool", default=False),
+        automatic_labels=dict(type="list", elements="str", default=[]),
         preset=dict(type="str", choices=sorted(PRESETS)),
         keep_previous_copies=dict(type="int"),
-    )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    ))
     run_module(module, prune)
 
 

@@ -24,7 +24,6 @@ description:
     O(force=true).
 author: Lifeboat maintainers (@lifeboat-maintainers)
 requirements:
-  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
   - C(pg_restore) of the major version of the C(pg_dump) that made the archive or newer, when O(engine=postgresql)
   - cryptography >= 38, to restore an encrypted archive
 extends_documentation_fragment:
@@ -115,7 +114,6 @@ attributes:
     platforms: posix
     support: full
   check_mode:
-    support: full
     details: Says what would be restored (and checks the archive's checksum) and touches nothing.
   diff_mode:
     support: full
@@ -195,23 +193,14 @@ duration:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
-    RESTORE_REQUIRED_BY,
-    restore_argument_spec,
-)
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_restore import restore
-from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF
 from ansible_collections.lifeboat.backup.plugins.module_utils.migrations import UPDATE_CONSTRAINTS, update_options
+from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(restore_argument_spec())
-    argument_spec.update(
-        encryption=encryption_argument_spec(),
+    module = environment_module(dict(
         backup=dict(type="str"),
         src=dict(type="path"),
         keep_previous=dict(type="int", default=1),
@@ -220,16 +209,8 @@ def main():
         keep_unsafe_modes=dict(type="bool", default=False),
         rollback=dict(type="bool", default=False),
         structure_update=dict(type="dict", options=update_options(), **UPDATE_CONSTRAINTS),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_by=RESTORE_REQUIRED_BY,
-        required_if=REQUIRED_IF,
-        mutually_exclusive=[("backup", "src", "rollback")],
-        supports_check_mode=True,
-    )
-    if module.params["keep_previous"] < 0:
-        module.fail_json(msg="keep_previous must be 0 or more")
+    ), encryption=True, restore_privilege=True, non_negative=["keep_previous"], required_if=REQUIRED_IF,
+        mutually_exclusive=[("backup", "src", "rollback")])
     run_module(module, restore)
 
 

@@ -36,13 +36,14 @@ description:
     stays registered, so running the task again restores it without sending it again.
 author: Lifeboat maintainers (@lifeboat-maintainers)
 requirements:
-  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
   - C(pg_restore) as for M(lifeboat.backup.backup_restore), to check a bare PostgreSQL dump or with O(restore=true)
   - cryptography >= 38, to check or restore an encrypted archive with a key
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.conn
   - ansible.builtin.action_common_attributes.flow
+  - lifeboat.backup.action_plugin
+  - lifeboat.backup.action_plugin.transfer
   - lifeboat.backup.environment
   - lifeboat.backup.connection
   - lifeboat.backup.encryption
@@ -98,23 +99,11 @@ options:
     default: false
 attributes:
   action:
-    support: full
     details: The controller half computes the checksum and sends the file; the module runs on the node.
-  async:
-    support: none
-  bypass_host_loop:
-    support: none
-  become:
-    support: full
-  connection:
-    support: full
-  delegation:
-    support: full
   platform:
     platforms: posix
     support: full
   check_mode:
-    support: full
     details: Says whether the archive would be sent, registered and restored; sends and writes nothing.
   diff_mode:
     support: full
@@ -265,22 +254,12 @@ previous:
       type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
-    RESTORE_REQUIRED_BY,
-    restore_argument_spec,
-)
-from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_upload import upload
+from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(restore_argument_spec())
-    argument_spec.update(
-        encryption=encryption_argument_spec(),
+    module = environment_module(dict(
         src=dict(type="str", required=True),
         label=dict(type="str"),
         comment=dict(type="str"),
@@ -292,16 +271,9 @@ def main():
         _sha256=dict(type="str"),
         _size=dict(type="int"),
         _uploaded=dict(type="str"),
-    )
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        required_by=RESTORE_REQUIRED_BY,
+    ), encryption=True, restore_privilege=True, non_negative=["keep_previous"],
         # The database is only needed to restore; which one the engine needs is checked when it is opened.
-        required_if=[("restore", True, ("database", "path"), True)],
-        supports_check_mode=True,
-    )
-    if module.params["keep_previous"] < 0:
-        module.fail_json(msg="keep_previous must be 0 or more")
+        required_if=[("restore", True, ("database", "path"), True)])
     run_module(module, upload)
 
 

@@ -17,8 +17,6 @@ description:
     backup is being written (RV(lock)).
   - It changes nothing, takes no lock and needs no key.
 author: Lifeboat maintainers (@lifeboat-maintainers)
-requirements:
-  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
@@ -28,7 +26,6 @@ attributes:
     platforms: posix
     support: full
   check_mode:
-    support: full
     details: Reads the same as without check mode.
   diff_mode:
     support: none
@@ -110,16 +107,13 @@ has_data:
   sample: true
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment_info import environment_info
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
-from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
+from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=environment_argument_spec(), required_if=REQUIRED_IF,
-                           supports_check_mode=True)
-    run_module(module, environment_info)
+    run_module(environment_module({}, required_if=REQUIRED_IF), environment_info)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,6 @@ description:
   - File names, the history table, the environment variables given to O(command) and the rules are described
     in C(docs/structure-update.md) of the collection.
 author: Lifeboat maintainers (@lifeboat-maintainers)
-requirements:
-  - psycopg >= 3.1 and libpq when O(engine=postgresql), the default; checked before anything runs
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - lifeboat.backup.environment
@@ -93,7 +91,6 @@ attributes:
     platforms: posix
     support: full
   check_mode:
-    support: full
     details: Lists the pending migrations and applies none; with O(command) the command does not run and the
       module reports C(changed=true).
   diff_mode:
@@ -194,18 +191,14 @@ duration:
   type: float
 """
 
-from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF, environment_argument_spec
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF
 from ansible_collections.lifeboat.backup.plugins.module_utils.migrations import UPDATE_CONSTRAINTS, update_options
-from ansible_collections.lifeboat.backup.plugins.module_utils.runner import run_module
+from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 from ansible_collections.lifeboat.backup.plugins.module_utils.structure_update import update_environment
 
 
 def main():
-    argument_spec = environment_argument_spec()
-    argument_spec.update(update_options())
-    module = AnsibleModule(argument_spec=argument_spec, required_if=REQUIRED_IF, supports_check_mode=True,
-                           **UPDATE_CONSTRAINTS)
+    module = environment_module(update_options(), required_if=REQUIRED_IF, **UPDATE_CONSTRAINTS)
     run_module(module, update_environment)
 
 

@@ -24,6 +24,7 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import Life
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines import sqlite_migrator
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import open_engine
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import private_tmp
+from ansible_collections.lifeboat.backup.tests.databases import new_pg_database
 
 PG_MIGRATIONS = {
     "V1__create_customers.sql": "CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);\n",
@@ -64,13 +65,6 @@ def migrations_dir(path, files, upto=None):
     return str(path)
 
 
-def new_pg_database(cluster):
-    name = "st_" + secrets.token_hex(4)
-    cluster.psql('CREATE ROLE "%s" NOLOGIN' % name)
-    cluster.psql('CREATE DATABASE "%s" OWNER "%s"' % (name, name))
-    return name
-
-
 def pg_history(cluster, db):
     return cluster.psql("SELECT version, description, sha256, applied_at IS NOT NULL, duration >= 0 "
                         "FROM public.lifeboat_schema_history ORDER BY version", db=db)
@@ -84,7 +78,7 @@ def pg_relations(cluster, db):
 
 @pytest.fixture
 def pg(pg_cluster, tmp_path):
-    db = new_pg_database(pg_cluster)
+    db = new_pg_database(pg_cluster, "st_")
     params = pg_cluster.conn_params(tcp=True)
     return pg_cluster, params, db, migrations_dir(tmp_path / "migrations", PG_MIGRATIONS)
 

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import stat
 import subprocess
 import uuid
@@ -18,6 +17,7 @@ import uuid
 import psycopg
 import pytest
 
+from ansible_collections.lifeboat.backup.tests.databases import rows, sqlite_db
 from archives import flip_byte, hostile_archive, mendix_snapshot, truncate
 from datasets import files_snapshot, make_pg_app, pg_snapshot
 from inventory_play import run_play
@@ -122,21 +122,7 @@ def test_upload_and_restore_each_kind(pg_cluster, tmp_path, kind):
 
 def sqlite_app(root, value):
     root.mkdir(parents=True, exist_ok=True)
-    path = root / "app.db"
-    connection = sqlite3.connect(path)
-    connection.execute("CREATE TABLE t (v TEXT)")
-    connection.execute("INSERT INTO t VALUES (?)", [value])
-    connection.commit()
-    connection.close()
-    return str(path)
-
-
-def sqlite_rows(path):
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute("SELECT v FROM t").fetchall()
-    finally:
-        connection.close()
+    return sqlite_db(root / "app.db", value)
 
 
 def make_archive(tmp_path, value="from the archive"):
@@ -181,7 +167,7 @@ def test_damaged_and_unsafe_uploads_are_rejected(tmp_path):
     assert entries(target["catalog"], "acc") == []
     assert tmp_leftovers(target["catalog"], "acc") == []
     assert not remote_tmp.exists() or os.listdir(remote_tmp) == [], "the node's tmp dirs are removed"
-    assert sqlite_rows(target["path"]) == [("acceptance",)]
+    assert rows(target["path"]) == [("acceptance",)]
     assert not os.path.exists(tmp_path / "escaped.txt")
 
 
@@ -229,7 +215,7 @@ def test_upload_and_download_over_ssh_as_root(sshd_server, tmp_path):  # noqa: F
     ], host_vars=sshd_server.host_vars("root"))
     done, again, downloaded = results
     assert done["changed"] is True and done["transferred"] is True, (done, process.stdout[-2000:])
-    assert sqlite_rows(target["path"]) == [("from the archive",)]
+    assert rows(target["path"]) == [("from the archive",)]
     assert again["changed"] is False and again["transferred"] is False, again
     # Without become the archive is fetched straight from the catalog, and comes back as it went.
     assert downloaded["changed"] is True and downloaded["backup"]["id"] == done["backup"]["id"], downloaded
@@ -245,7 +231,7 @@ def test_upload_over_ssh_with_become_into_a_root_only_catalog(sshd_server, unpri
                                        host_vars=sshd_server.host_vars(unprivileged_user.pw_name), become=True)
     [done] = results
     assert done["changed"] is True and done["transferred"] is True, (done, process.stdout[-2000:])
-    assert sqlite_rows(target["path"]) == [("from the archive",)]
+    assert rows(target["path"]) == [("from the archive",)]
     info = os.stat(done["backup"]["path"])
     assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600), "taken over by root, not left to the SSH user"
     assert stat.S_IMODE(os.stat(os.path.join(target["catalog"], "acc")).st_mode) == 0o700

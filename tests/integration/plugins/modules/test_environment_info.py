@@ -6,11 +6,11 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import uuid
 
+from ansible_collections.lifeboat.backup.tests.databases import sqlite_db
 from datasets import make_pg_app
 from fleet_app import FleetApp
 from playbook import collections_path, run_tasks
@@ -67,13 +67,8 @@ def test_postgresql_sessions_space_and_check_mode(pg_cluster, tmp_path):
 
 
 def sqlite_env(root):
-    db = root / "app.db"
-    connection = sqlite3.connect(db)
-    connection.execute("CREATE TABLE notes (body TEXT)")
-    connection.execute("INSERT INTO notes VALUES ('x')")
-    connection.commit()
-    connection.close()
-    return {"environment": "wiki", "engine": "sqlite", "path": str(db), "catalog": str(root / "catalog")}
+    return {"environment": "wiki", "engine": "sqlite", "path": sqlite_db(root / "app.db"),
+            "catalog": str(root / "catalog")}
 
 
 def test_sqlite_lock_holder_and_locked_file(tmp_path):

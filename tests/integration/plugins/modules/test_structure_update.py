@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 import sqlite3
 import sys
 import textwrap
@@ -21,6 +20,7 @@ import pytest
 from ansible_collections.lifeboat.backup.plugins.module_utils import migrations
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql import PostgresEngine
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.sqlite import SqliteEngine
+from ansible_collections.lifeboat.backup.tests.databases import new_pg_database
 from playbook import run_play, run_tasks
 
 MODULE = "lifeboat.backup.structure_update"
@@ -85,13 +85,6 @@ def runs(log):
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def new_pg_database(cluster):
-    name = "su_" + secrets.token_hex(4)
-    cluster.psql('CREATE ROLE "%s" NOLOGIN' % name)
-    cluster.psql('CREATE DATABASE "%s" OWNER "%s"' % (name, name))
-    return name
-
-
 def pg_versions(cluster, db):
     return [row[0] for row in cluster.psql("SELECT version FROM lifeboat_schema_history ORDER BY 1", db=db)]
 
@@ -103,7 +96,7 @@ def pg_owners(cluster, db):
 
 @pytest.mark.postgres
 def test_postgres_check_mode_apply_idempotence_diff_and_owner(pg_cluster, tmp_path):
-    db = new_pg_database(pg_cluster)
+    db = new_pg_database(pg_cluster, "su_")
     params = dict(pg_cluster.conn_params(tcp=True), environment="shop", database=db)
     with contextlib.closing(PostgresEngine(params)) as engine:
         migrations.update(engine, db, migrations=migrations_dir(tmp_path / "v1", PG_MIGRATIONS, upto=1))
@@ -139,7 +132,7 @@ def test_postgres_drift_newer_failure_and_command(pg_cluster, tmp_path):
     conn = pg_cluster.conn_params(tcp=True)
     full = migrations_dir(tmp_path / "migrations", PG_MIGRATIONS)
 
-    drift_db, newer_db, failing_db, command_db = (new_pg_database(pg_cluster) for _index in range(4))
+    drift_db, newer_db, failing_db, command_db = (new_pg_database(pg_cluster, "su_") for _index in range(4))
     with contextlib.closing(PostgresEngine(conn)) as engine:
         for db in (drift_db, newer_db):
             migrations.update(engine, db, migrations=full)

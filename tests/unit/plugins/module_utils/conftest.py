@@ -9,12 +9,12 @@ import os
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import age
+from ansible_collections.lifeboat.backup.tests.databases import sqlite_db
 from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils.uploads import (
     PASSPHRASE,
     PGDUMP,
     lifeboat_archive,
     mendix_snapshot,
-    sqlite_db,
 )
 
 

@@ -20,15 +20,14 @@ from ansible_collections.lifeboat.backup.plugins.module_utils import backup_uplo
 from ansible_collections.lifeboat.backup.plugins.module_utils.catalog import SUFFIXES, Catalog
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError, sha256_file
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import PgTools
+from ansible_collections.lifeboat.backup.tests.databases import rows, sqlite_db
 from ansible_collections.lifeboat.backup.tests.unit.plugins.module_utils.uploads import (
     PASSPHRASE,
     PGDUMP,
     as_root,
     lifeboat_archive,
     params,
-    rows,
     send,
-    sqlite_db,
 )
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import os
-import sqlite3
 import tarfile
 
 import pytest
@@ -19,23 +18,6 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.common import sha2
 PASSPHRASE = "correct horse battery staple"
 PGDUMP = b"PGDMP\x01\x0e\x00" + bytes(range(256)) * 40
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="changes file owners: needs root")
-
-
-def sqlite_db(path, value="original"):
-    connection = sqlite3.connect(path)
-    connection.execute("CREATE TABLE t (v TEXT)")
-    connection.execute("INSERT INTO t VALUES (?)", [value])
-    connection.commit()
-    connection.close()
-    return str(path)
-
-
-def rows(path):
-    connection = sqlite3.connect(path)
-    try:
-        return connection.execute("SELECT v FROM t").fetchall()
-    finally:
-        connection.close()
 
 
 def lifeboat_archive(path, dump, files=None, compression="none", **extra):

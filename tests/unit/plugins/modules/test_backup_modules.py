@@ -11,25 +11,13 @@ import sqlite3
 import pytest
 
 from ansible_collections.lifeboat.backup.plugins.modules import backup_create, backup_restore
+from ansible_collections.lifeboat.backup.tests.databases import rows, sqlite_db
 
 
 @pytest.fixture
 def env(tmp_path):
-    db = tmp_path / "app.db"
-    connection = sqlite3.connect(db)
-    connection.execute("CREATE TABLE t (v TEXT)")
-    connection.execute("INSERT INTO t VALUES ('before')")
-    connection.commit()
-    connection.close()
-    return {"environment": "unit", "engine": "sqlite", "path": str(db), "catalog": str(tmp_path / "catalog")}
-
-
-def rows(env):
-    connection = sqlite3.connect(env["path"])
-    try:
-        return connection.execute("SELECT v FROM t").fetchall()
-    finally:
-        connection.close()
+    return {"environment": "unit", "engine": "sqlite", "path": sqlite_db(tmp_path / "app.db", "before"),
+            "catalog": str(tmp_path / "catalog")}
 
 
 @pytest.mark.parametrize("module,args,message", [
@@ -66,10 +54,10 @@ def test_create_then_restore(env, run_main):
     connection.close()
 
     diff = run_main(backup_restore, dict(env, backup="one", _ansible_check_mode=True, _ansible_diff=True))
-    assert diff["changed"] is True and rows(env) == [("after",)]
+    assert diff["changed"] is True and rows(env["path"]) == [("after",)]
     assert diff["diff"] == {"before": {"backup": None}, "after": {"backup": created["backup"]["id"]}}
 
     restored = run_main(backup_restore, dict(env, backup="one"))
-    assert restored["changed"] is True and rows(env) == [("before",)]
+    assert restored["changed"] is True and rows(env["path"]) == [("before",)]
     assert "diff" not in restored, "no diff unless asked for"
     assert run_main(backup_restore, dict(env, backup="one"))["changed"] is False

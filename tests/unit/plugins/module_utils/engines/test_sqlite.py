@@ -13,24 +13,19 @@ import pytest
 from ansible_collections.lifeboat.backup.plugins.module_utils import common
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines import sqlite
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
+from ansible_collections.lifeboat.backup.tests.databases import sqlite_db
 
 
 @pytest.fixture
 def dump(tmp_path):
-    path = tmp_path / "db.backup"
-    connection = sqlite3.connect(path)
-    connection.execute("CREATE TABLE t (x BLOB)")
-    connection.execute("INSERT INTO t VALUES (zeroblob(200000))")
-    connection.commit()
-    connection.close()
-    return str(path)
+    return sqlite_db(tmp_path / "db.backup", bytes(200000))
 
 
 def test_restore_to_builds_a_sound_staging_copy(dump, tmp_path):
     staging = str(tmp_path / "app.db.lb_stage")
     sqlite.restore_to(dump, staging)
     connection = sqlite3.connect(staging)
-    assert connection.execute("SELECT length(x) FROM t").fetchall() == [(200000,)]
+    assert connection.execute("SELECT length(v) FROM t").fetchall() == [(200000,)]
     connection.close()
 
 

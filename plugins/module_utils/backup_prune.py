@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import datetime
+import fnmatch
 import os
 import re
 
@@ -83,6 +84,8 @@ def rules_from_params(params):
     if "keep_within" in rules:
         parse_within(rules["keep_within"])
     rules["prune_labelled"] = bool(params.get("prune_labelled"))
+    if params.get("automatic_labels"):
+        rules["automatic_labels"] = list(params["automatic_labels"])
     return rules
 
 
@@ -103,7 +106,9 @@ def select(entries, now, rules, protect=None):
 
     ``entries`` are catalog entries (``id``, ``created_at``, ``label``); ``protect`` maps ids that must
     stay whatever the rules say to the reason. Both lists are newest first; ``reasons`` maps every kept
-    id to why. The newest backup is always kept, and without any rule everything is.
+    id to why. The newest backup is always kept, and without any rule everything is. With rules, a labelled
+    backup is kept too (an operator named it on purpose), unless ``prune_labelled`` or its label matches a
+    pattern of ``automatic_labels`` (a tool's label, such as the backup role's ``<environment>-<date>``).
     """
     ordered = sorted(entries, key=lambda entry: (entry["created_at"], entry["id"]), reverse=True)
     reasons = {entry["id"]: [] for entry in ordered}
@@ -140,11 +145,16 @@ def select(entries, now, rules, protect=None):
                     keep(entry, "within %s" % rules["keep_within"])
         if not rules.get("prune_labelled"):
             for entry in ordered:
-                if entry.get("label"):
+                if _named_on_purpose(entry.get("label"), rules.get("automatic_labels") or ()):
                     keep(entry, "labelled %s" % entry["label"])
     keep_ids = [entry["id"] for entry in ordered if reasons[entry["id"]]]
     remove_ids = [entry["id"] for entry in ordered if not reasons[entry["id"]]]
     return keep_ids, remove_ids, {backup_id: why for backup_id, why in reasons.items() if why}
+
+
+def _named_on_purpose(label, automatic_labels):
+    """A label an operator gave (kept by default), not one a tool gives every backup (``automatic_labels``)."""
+    return bool(label) and not any(fnmatch.fnmatchcase(label, pattern) for pattern in automatic_labels)
 
 
 def split_previous(previous, keep):

@@ -189,6 +189,16 @@ def test_labelled_backups(prune_labelled, expected):
         assert reasons["2026-01-01T00:00:00Z"] == ["labelled before-upgrade"]
 
 
+def test_automatic_labels_follow_the_rules():
+    times = ["2026-06-05T00:00:00Z", "2026-06-04T00:00:00Z", "2026-01-01T00:00:00Z"]
+    labels = {"2026-06-05T00:00:00Z": "wiki-2026-06-05", "2026-06-04T00:00:00Z": "wiki-2026-06-04",
+              "2026-01-01T00:00:00Z": "before-upgrade"}
+    rules = rules_from_params({"keep_last": 1, "automatic_labels": ["wiki-[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"]})
+    keep, remove, reasons = run(times, rules, labels=labels)
+    assert keep == ["2026-06-05T00:00:00Z", "2026-01-01T00:00:00Z"] and remove == ["2026-06-04T00:00:00Z"]
+    assert reasons["2026-01-01T00:00:00Z"] == ["labelled before-upgrade"]
+
+
 def test_without_rules_everything_is_kept():
     times = ["2026-06-05T00:00:00Z", "2020-01-01T00:00:00Z"]
     keep, remove, reasons = run(times, rules_from_params({"prune_labelled": True}))

@@ -9,7 +9,6 @@ import errno
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
-from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql_server import (
     RESTORE_REQUIRED_BY,
     restore_argument_spec,
@@ -18,16 +17,16 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry i
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import environment_argument_spec
 
 
-def environment_module(options, encryption=False, restore_privilege=False, non_negative=(), **constraints):
+def environment_module(options, restore_privilege=False, non_negative=(), **constraints):
     """The AnsibleModule of a module that works on an environment, with check mode.
 
-    Its options are those of the doc fragments it extends (environment and connection always, encryption and
-    restore_privilege when asked) and then its own ``options``, which win. ``non_negative`` names the int options
-    that must be 0 or more, which an argument spec cannot say; ``constraints`` are AnsibleModule's.
+    Its options are those of the doc fragments it extends (environment and connection always, restore_privilege
+    when asked) and then its own ``options``, which win; a module that reads or writes archives adds
+    ``encryption=encryption.encryption_argument_spec()`` there itself, so that the others do not ship age.
+    ``non_negative`` names the int options that must be 0 or more, which an argument spec cannot say;
+    ``constraints`` are AnsibleModule's.
     """
     argument_spec = environment_argument_spec()
-    if encryption:
-        argument_spec["encryption"] = encryption_argument_spec()
     if restore_privilege:
         argument_spec.update(restore_argument_spec())
         constraints["required_by"] = RESTORE_REQUIRED_BY

@@ -175,11 +175,13 @@ backup:
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_create import create
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF
+from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
     module = environment_module(dict(
+        encryption=encryption_argument_spec(),
         label=dict(type="str"),
         comment=dict(type="str"),
         compression=dict(type="str", default="none", choices=["none", "gzip"]),
@@ -188,7 +190,7 @@ def main():
         dest=dict(type="path"),
         # Set by the action plugin, not by users.
         _tool_version=dict(type="str"),
-    ), encryption=True, required_if=REQUIRED_IF + [("layout", "per_project", ("dest",))])
+    ), required_if=REQUIRED_IF + [("layout", "per_project", ("dest",))])
     run_module(module, create)
 
 

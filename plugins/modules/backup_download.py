@@ -142,16 +142,18 @@ backup:
 """
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_download import download
+from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
     module = environment_module(dict(
+        encryption=encryption_argument_spec(),
         backup=dict(type="str", default="latest"),
         dest=dict(type="path", required=True),
         # Set by the action plugin, not by users.
         _export_dir=dict(type="str"),
-    ), encryption=True)
+    ))
     run_module(module, download)
 
 

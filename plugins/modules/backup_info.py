@@ -225,15 +225,17 @@ verified:
 """
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_info import VERIFY_CHOICES, info
+from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
     module = environment_module(dict(
+        encryption=encryption_argument_spec(),
         environment=dict(type="str"),
         verify=dict(type="str", default="none", choices=VERIFY_CHOICES),
         backup=dict(type="str", default="latest"),
-    ), encryption=True, restore_privilege=True, required_if=[("verify", "restore", ("environment",))])
+    ), restore_privilege=True, required_if=[("verify", "restore", ("environment",))])
     run_module(module, info)
 
 

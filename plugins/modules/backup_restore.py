@@ -196,11 +196,13 @@ duration:
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_restore import restore
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import REQUIRED_IF
 from ansible_collections.lifeboat.backup.plugins.module_utils.migrations import UPDATE_CONSTRAINTS, update_options
+from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
     module = environment_module(dict(
+        encryption=encryption_argument_spec(),
         backup=dict(type="str"),
         src=dict(type="path"),
         keep_previous=dict(type="int", default=1),
@@ -209,7 +211,7 @@ def main():
         keep_unsafe_modes=dict(type="bool", default=False),
         rollback=dict(type="bool", default=False),
         structure_update=dict(type="dict", options=update_options(), **UPDATE_CONSTRAINTS),
-    ), encryption=True, restore_privilege=True, non_negative=["keep_previous"], required_if=REQUIRED_IF,
+    ), restore_privilege=True, non_negative=["keep_previous"], required_if=REQUIRED_IF,
         mutually_exclusive=[("backup", "src", "rollback")])
     run_module(module, restore)
 

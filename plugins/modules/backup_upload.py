@@ -255,11 +255,13 @@ previous:
 """
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.backup_upload import upload
+from ansible_collections.lifeboat.backup.plugins.module_utils.encryption import encryption_argument_spec
 from ansible_collections.lifeboat.backup.plugins.module_utils.runner import environment_module, run_module
 
 
 def main():
     module = environment_module(dict(
+        encryption=encryption_argument_spec(),
         src=dict(type="str", required=True),
         label=dict(type="str"),
         comment=dict(type="str"),
@@ -271,7 +273,7 @@ def main():
         _sha256=dict(type="str"),
         _size=dict(type="int"),
         _uploaded=dict(type="str"),
-    ), encryption=True, restore_privilege=True, non_negative=["keep_previous"],
+    ), restore_privilege=True, non_negative=["keep_previous"],
         # The database is only needed to restore; which one the engine needs is checked when it is opened.
         required_if=[("restore", True, ("database", "path"), True)])
     run_module(module, upload)

@@ -230,7 +230,8 @@ def _import(catalog, name, params, uploaded, sha256):
                     original_name=original,
                     duration=round(time.monotonic() - started, 3),
                 )
-                return catalog.add(name, entry, part, suffix), True, verification, entries.warnings
+                # _check_received has just compared the part with the controller's SHA-256.
+                return catalog.add(name, entry, part, suffix, sha256), True, verification, entries.warnings
             finally:
                 remove_path(part)
                 remove_path(scratch)

@@ -155,8 +155,9 @@ class Catalog:
             return "the archive %s is damaged: its SHA-256 is %s, the catalog says %s" % (path, digest, entry["sha256"])
         return None
 
-    def add(self, name, entry, tmp_path, suffix):
-        """Store a finished archive from the environment's .tmp/ as ``<id><suffix>`` and write its entry."""
+    def add(self, name, entry, tmp_path, suffix, sha256=None):
+        """Store a finished archive from the environment's .tmp/ as ``<id><suffix>`` and write its entry.
+        ``sha256``: the archive's digest when the caller has just checked it (it is not read again)."""
         backup_id = check_name(entry.get("id"), "backup id")
         if suffix not in SUFFIXES or not isinstance(entry.get("created_at"), str):
             raise ValueError("add() needs a known suffix (not %r) and an entry with created_at" % suffix)
@@ -170,7 +171,7 @@ class Catalog:
         if any(os.path.lexists(path) for path in taken):
             raise LifeboatError("backup %s already exists in environment '%s'; use a new backup id" % (backup_id, name))
         os.chmod(tmp_path, 0o600)
-        digest = sha256_file(tmp_path)
+        digest = sha256 or sha256_file(tmp_path)
         size = os.stat(tmp_path).st_size
         os.rename(tmp_path, final)
         fsync_dir(directory)
@@ -290,10 +291,9 @@ class Entries(list):
         """The entry named by ``ref``: a backup id, a label, or 'latest'."""
         if ref == "latest" and self:
             return self[0]
-        for key in ("id", "label"):
-            for entry in self:
-                if entry.get(key) == ref:
-                    return entry
+        entry = self.get(ref) or self.find_by_label(ref)
+        if entry:
+            return entry
         if not self:
             raise LifeboatError("environment '%s' has no backups in catalog %s" % (self.name, self.root))
         known = ", ".join(entry["id"] + (" (%s)" % entry["label"] if entry.get("label") else "") for entry in self[:5])

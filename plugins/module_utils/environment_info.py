@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from ansible_collections.lifeboat.backup.plugins.module_utils.common import tree_size
+from ansible_collections.lifeboat.backup.plugins.module_utils.common import nearest_existing, tree_size
 from ansible_collections.lifeboat.backup.plugins.module_utils.environment import Environment
 
 
@@ -26,34 +26,29 @@ def environment_info(params, check_mode=False):
             "lock": environment.catalog.lock_holder(environment.name),
             "current": environment.state().get("current"),
             "free_space": free_space(_space_paths(environment)),
-            "needed_space": needed_space(environment),
-            "has_data": has_data(environment),
+            **_data(environment),
         }
     finally:
         environment.close()
 
 
-def has_data(environment):
-    """False on a replacement node: nothing to save before a restore, nothing to roll back to."""
-    files = environment.files_path
-    return (any(environment.engines[name].exists(target) for name, target in environment.targets.items())
-            or bool(files and os.path.isdir(files) and os.listdir(files)))
+def _data(environment):
+    """``needed_space``: rough bytes a restore needs (the current databases plus the file store); ``has_data``: false
+    on a replacement node (nothing to save before a restore, nothing to roll back to). Each target is looked up
+    once."""
+    present = [(environment.engines[name], target) for name, target in environment.targets.items()
+               if environment.engines[name].exists(target)]
+    files = environment.files_path if environment.files_path and os.path.isdir(environment.files_path) else None
+    return {
+        "needed_space": sum(engine.database_size(target) for engine, target in present)
+        + (tree_size(files)[1] if files else 0),
+        "has_data": bool(present) or bool(files and os.listdir(files)),
+    }
 
 
 def sessions(environment):
     """Database (name or SQLite path) -> sessions other than ours; SQLite: 1 while another process locks it."""
     return {target: environment.engines[name].session_count(target) for name, target in environment.targets.items()}
-
-
-def needed_space(environment):
-    """Rough bytes a restore needs: the current databases plus the file store."""
-    total = 0
-    for name, target in environment.targets.items():
-        if environment.engines[name].exists(target):
-            total += environment.engines[name].database_size(target)
-    if environment.files_path and os.path.isdir(environment.files_path):
-        total += tree_size(environment.files_path)[1]
-    return total
 
 
 def _space_paths(environment):
@@ -67,11 +62,8 @@ def free_space(paths):
     """Path -> bytes free for this user on its file system; a missing path counts its nearest parent."""
     result = {}
     for path in paths:
-        probe = os.path.abspath(path)
-        while not os.path.exists(probe) and probe != os.path.dirname(probe):
-            probe = os.path.dirname(probe)
         try:
-            stats = os.statvfs(probe)
+            stats = os.statvfs(nearest_existing(path))
         except OSError:
             continue
         result[path] = stats.f_bavail * stats.f_frsize

@@ -244,8 +244,7 @@ def begin(environment):
 def remove_leftovers(environment):
     """Staging copies and temporary files: of runs that died before their swap began, or of this one failing."""
     for target in environment.targets.values():
-        for name in environment.engine.leftover_staging(target):
-            environment.engine.drop(name)
+        environment.engine.drop(environment.engine.staging_name(target))
     if environment.files and os.path.lexists(environment.files.staging):
         remove_path(environment.files.staging)
     environment.catalog.clean_tmp(environment.name)

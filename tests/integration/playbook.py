@@ -45,14 +45,9 @@ def ansible_env(**extra):
     return env
 
 
-def warnings(process):
-    """The warning lines ansible-playbook printed ([WARNING] and [DEPRECATION WARNING])."""
-    return re.findall(r"^\[(?:DEPRECATION )?WARNING\]:.*$", process.stdout + process.stderr, re.M)
-
-
 def assert_no_warnings(process):
-    """The collection's roles and playbooks print no warning: fail the test on any."""
-    found = warnings(process)
+    """The collection's roles and playbooks print no [WARNING] nor [DEPRECATION WARNING]: fail the test on any."""
+    found = re.findall(r"^\[(?:DEPRECATION )?WARNING\]:.*$", process.stdout + process.stderr, re.M)
     assert not found, "ansible-playbook printed warnings:\n%s" % "\n".join(found)
 
 

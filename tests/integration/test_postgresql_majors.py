@@ -28,11 +28,22 @@ _FORMAT_MINOR = 6
 _NEWER_FORMAT_MINOR = 16
 
 
+@pytest.fixture(scope="module")
+def clusters():
+    """One started cluster per installed major, for every test of the module."""
+    started = {}
+    try:
+        for major, bin_dir in MAJORS.items():
+            started[major] = PgCluster(bin_dir).start()
+        yield started
+    finally:
+        for each in started.values():
+            each.stop()
+
+
 @pytest.fixture(scope="module", params=sorted(MAJORS), ids=lambda major: "pg%d" % major)
-def cluster(request):
-    started = PgCluster(MAJORS[request.param]).start()
-    yield started
-    started.stop()
+def cluster(request, clusters):
+    return clusters[request.param]
 
 
 def environment(cluster, tmp_path, name):
@@ -53,17 +64,13 @@ def test_round_trip(cluster, tmp_path):
     assert pg_snapshot(cluster, name) == original
 
 
-def newer_dump(work):
+def newer_dump(newest, work):
     """A custom-format dump that the oldest installed pg_restore cannot read, made by the newest pg_dump."""
-    newest = PgCluster(MAJORS[max(MAJORS)]).start()
-    try:
-        name = "src_" + uuid.uuid4().hex[:8]
-        make_pg_app(newest, name, rows=5)
-        path = work / "newer.dump"
-        subprocess.run([os.path.join(newest.bin_dir, "pg_dump"), "-Fc", "-h", newest.socket_dir, "-p",
-                        str(newest.port), "-U", newest.superuser, "-f", str(path), name], check=True)
-    finally:
-        newest.stop()
+    name = "src_" + uuid.uuid4().hex[:8]
+    make_pg_app(newest, name, rows=5)
+    path = work / "newer.dump"
+    subprocess.run([os.path.join(newest.bin_dir, "pg_dump"), "-Fc", "-h", newest.socket_dir, "-p",
+                    str(newest.port), "-U", newest.superuser, "-f", str(path), name], check=True)
     if len(MAJORS) == 1:
         data = bytearray(path.read_bytes())
         assert data[:5] == b"PGDMP" and data[_FORMAT_MINOR] < _NEWER_FORMAT_MINOR
@@ -73,20 +80,17 @@ def newer_dump(work):
 
 
 @pytest.fixture(scope="module")
-def refusal(tmp_path_factory):
+def refusal(tmp_path_factory, clusters):
     """``(result, databases)``: backup_restore of a newer dump on the oldest server, and the databases named
     like its target afterwards."""
     work = tmp_path_factory.mktemp("newer-dump")
-    dump = newer_dump(work)
-    oldest = PgCluster(MAJORS[min(MAJORS)]).start()
-    try:
-        target = "copy_" + uuid.uuid4().hex[:8]
-        oldest.psql("CREATE ROLE %s" % target)
-        env = dict(environment(oldest, work, target), owner=target, files_path=str(work / "files"))
-        result = run_module("backup_restore", dict(env, src=str(dump)))
-        return result, oldest.psql("SELECT datname FROM pg_database WHERE datname LIKE %s", params=[target + "%"])
-    finally:
-        oldest.stop()
+    dump = newer_dump(clusters[max(MAJORS)], work)
+    oldest = clusters[min(MAJORS)]
+    target = "copy_" + uuid.uuid4().hex[:8]
+    oldest.psql("CREATE ROLE %s" % target)
+    env = dict(environment(oldest, work, target), owner=target, files_path=str(work / "files"))
+    result = run_module("backup_restore", dict(env, src=str(dump)))
+    return result, oldest.psql("SELECT datname FROM pg_database WHERE datname LIKE %s", params=[target + "%"])
 
 
 def test_a_dump_of_a_newer_pg_dump_is_refused_by_an_older_pg_restore(refusal):

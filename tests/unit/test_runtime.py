@@ -53,7 +53,7 @@ def ansible_cores_tested():
     pins = (COLLECTION_ROOT / "requirements-dev.txt").read_text()
     makefile = (COLLECTION_ROOT / "Makefile").read_text()
     return [Version(version) for version in re.findall(r"^ansible-core==(\S+)", pins, re.M)
-            + re.findall(r"^ANSIBLE_\w+ := ([0-9.]+)$", makefile, re.M)]
+            + re.findall(r"^ANSIBLE_(?:OLDEST|NEWEST) := ([0-9.]+)$", makefile, re.M)]
 
 
 def test_requires_ansible_starts_at_the_oldest_tested_ansible_core():

@@ -234,11 +234,7 @@ class Engine:
         raise NotImplementedError
 
     def drop(self, name):
-        """Remove a copy if it exists."""
-        raise NotImplementedError
-
-    def leftover_staging(self, target):
-        """Staging copies of ``target`` that a run left behind (it died before its swap began)."""
+        """Remove a copy if it exists (with what belongs to it), nothing if it does not."""
         raise NotImplementedError
 
     def space_paths(self, targets):

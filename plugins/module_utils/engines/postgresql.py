@@ -74,8 +74,7 @@ class PostgresEngine(Engine):
         self.tools.read_through(dump_path)
 
     def dump(self, target, dest):
-        self.tools.dump(target, dest)
-        return os.path.getsize(dest)
+        return self.tools.dump(target, dest)["size"]
 
     def database_size(self, target):
         return self.server.database_size(target)
@@ -95,10 +94,6 @@ class PostgresEngine(Engine):
     def scratch_name(self, target):
         return derived_name(target, PG_VERIFY_SUFFIX)
 
-    def leftover_staging(self, target):
-        name = self.staging_name(target)
-        return [name] if self.server.database_exists(name) else []
-
     def stage_empty(self, target, staging, owner=None):
         """A new, empty database (like the one it replaces) for a linked project whose dump is missing."""
         if self.server.database_exists(target):
@@ -113,15 +108,14 @@ class PostgresEngine(Engine):
             raise SetupError("database %s does not exist yet: set owner to the ordinary role (the application's "
                              "own, not a superuser) that is to own it" % target)
         # A dump this pg_restore cannot read is refused before anything is created.
-        self.tools.readable(dump_path)
+        listing = self.tools.readable(dump_path)
         self.stage_empty(target, staging, owner)
         role = self.server.database_properties(staging)["owner"]
-        self.tools.restore(dump_path, staging, role)
+        self.tools.restore(dump_path, staging, role, listing)
         self.tools.check_database(staging)
 
     def drop(self, name):
-        if self.server.database_exists(name):
-            self.server.drop_database(name)
+        self.server.drop_database(name)
 
     def space_paths(self, targets):
         """The data directory, when this user may read the setting and the directory is on this node."""
@@ -151,9 +145,10 @@ class PostgresEngine(Engine):
                    for target, staging, _previous in op["pairs"])
 
     def apply(self, op, terminate):
+        # swap.run_ops applies only what is not done yet.
         if op["kind"] != RENAME_ALL:
             super().apply(op, terminate)
-        elif not self.done(op):
+        else:
             self.rename_all(op, terminate)
 
     def rename_all(self, op, terminate):

@@ -869,14 +869,15 @@ class PgTools:
                 "the PostgreSQL %d client tools or newer where the module runs (%s) or set pg_bin_dir to their "
                 "directory" % (restore_version, restore_path, made_by, needed, _client_packages(needed)))
 
-    def restore(self, dump_path, dbname, role):
+    def restore(self, dump_path, dbname, role, listing=None):
         """Restore a dump into the (new, empty) database ``dbname``; every object is created by ``role``.
 
         No SQL of the dump runs with more privilege than ``role``: pg_restore logs in as restore_user or as a
         short-lived member of ``role``, never as login_user. Extensions allowed by the ``extensions`` option are
-        created by login_user beforehand, and pg_restore skips them.
+        created by login_user beforehand, and pg_restore skips them. ``listing``: ``readable(dump_path)`` when the
+        caller has it already.
         """
-        toc, info = self.readable(dump_path)
+        toc, info = listing or self.readable(dump_path)
         restore_version = self.tool("pg_restore")[1]
         self._check_owner(role, dbname)
         skipped = self._create_extensions(dump_path, toc, dbname, role)

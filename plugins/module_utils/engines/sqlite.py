@@ -186,10 +186,6 @@ class SqliteEngine(Engine):
     def scratch_name(self, target):
         return target + VERIFY_SUFFIX
 
-    def leftover_staging(self, target):
-        staging = self.staging_name(target)
-        return [path for path in [staging] + [staging + s for s in SIDECAR_SUFFIXES] if os.path.lexists(path)]
-
     def stage(self, target, dump_path, staging, owner=None):
         self.check_copy_place(target)
         restore_to(dump_path, staging)

@@ -7,18 +7,13 @@ entry and the task's options say."""
 from __future__ import annotations
 
 import os
-import sqlite3
 
+from ansible_collections.lifeboat.backup.tests.databases import sqlite_db
 from playbook import run_play
 
 
-def _entry(tmp_path, **extra):
-    path = tmp_path / "app.db"
-    connection = sqlite3.connect(path)
-    connection.execute("CREATE TABLE IF NOT EXISTS t (v TEXT)")
-    connection.commit()
-    connection.close()
-    return dict({"name": "shop", "engine": "sqlite", "path": str(path)}, **extra)
+def _entry(path, **extra):
+    return dict({"name": "shop", "engine": "sqlite", "path": path}, **extra)
 
 
 def _call(entry, defaults, **options):
@@ -30,9 +25,10 @@ def test_module_defaults_of_the_group_reach_the_module(tmp_path):
     group = str(tmp_path / "group-catalog")
     own = str(tmp_path / "own-catalog")
     defaults = {"group/lifeboat.backup.all": {"catalog": group, "comment": "from the defaults"}}
+    path = sqlite_db(tmp_path / "app.db")
     results, process = run_play([
-        _call(_entry(tmp_path), defaults, label="one"),
-        _call(_entry(tmp_path, catalog=own), defaults, label="two", comment="from the task"),
+        _call(_entry(path), defaults, label="one"),
+        _call(_entry(path, catalog=own), defaults, label="two", comment="from the task"),
     ])
     assert process.returncode == 0, process.stdout + process.stderr
     first, second = results

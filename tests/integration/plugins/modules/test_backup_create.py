@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sqlite3
 import tarfile
 
 import yaml
 
+from ansible_collections.lifeboat.backup.tests.databases import sqlite_db
 from playbook import run_tasks
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import archive
@@ -21,11 +21,7 @@ COLLECTION_ROOT = pathlib.Path(archive.__file__).resolve().parents[2]
 
 
 def test_the_manifest_names_the_collection_version(tmp_path):
-    connection = sqlite3.connect(tmp_path / "app.db")
-    connection.execute("CREATE TABLE t (v TEXT)")
-    connection.commit()
-    connection.close()
-    env = {"environment": "prod", "engine": "sqlite", "path": str(tmp_path / "app.db"),
+    env = {"environment": "prod", "engine": "sqlite", "path": sqlite_db(tmp_path / "app.db"),
            "catalog": str(tmp_path / "catalog")}
     results = run_tasks([
         {"lifeboat.backup.backup_create": env},

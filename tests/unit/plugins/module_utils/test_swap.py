@@ -67,9 +67,6 @@ class FakeEngine(Engine):
         if os.path.lexists(name):
             os.unlink(name)
 
-    def leftover_staging(self, target):
-        return [name for name in [self.staging_name(target)] if os.path.lexists(name)]
-
     def swap_ops(self, pairs):
         if self.all_at_once:
             return [{"kind": ALL_AT_ONCE, "pairs": [list(pair) for pair in pairs]}]
@@ -175,7 +172,8 @@ LAYOUTS = {
 
 
 def build(tmp_path, layout, steps, **engine_options):
-    """The environment, with its staging copies built; returns (environment, journal)."""
+    """The environment of ``layout``, its engine failing after ``steps``; returns (environment, targets,
+    files_path)."""
     (tmp_path / "catalog").mkdir(exist_ok=True)
     targets = {"db": str(tmp_path / "main.db"), "crm": str(tmp_path / "crm.db")}
     files_path = str(tmp_path / "files") if layout["files"] else None

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import pytest
 
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.postgresql import PostgresEngine
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry import (
@@ -14,8 +13,6 @@ from ansible_collections.lifeboat.backup.plugins.module_utils.engines.registry i
     open_engine,
 )
 from ansible_collections.lifeboat.backup.plugins.module_utils.engines.sqlite import SQLITE_MAGIC, SqliteEngine
-
-pytest.importorskip("psycopg")
 
 
 def postgres():

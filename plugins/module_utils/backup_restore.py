@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ansible_collections.lifeboat.backup.plugins.module_utils import migrations, restoring, swap
 from ansible_collections.lifeboat.backup.plugins.module_utils.common import LifeboatError
-from ansible_collections.lifeboat.backup.plugins.module_utils.environment import MAIN, Environment
+from ansible_collections.lifeboat.backup.plugins.module_utils.environment import Environment
 
 
 def restore(params, check_mode=False):
@@ -50,11 +50,9 @@ class _StructureUpdate:
 
 def _update_options(environment, name, update, force):
     """structure_update's options for one database: linked projects bring their own migrations, or none."""
-    options = {key: update.get(key) for key in migrations.UPDATE_KEYS}
-    if name != MAIN:
-        if name not in environment.migrations:
-            return None
-        options.update(migrations=environment.migrations[name], command=None)
+    options = environment.update_options(name, {key: update.get(key) for key in migrations.UPDATE_KEYS})
+    if options is None:
+        return None
     # force already said yes to a backup from a newer release.
     options["allow_newer"] = options["allow_newer"] or force
     return options

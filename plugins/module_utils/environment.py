@@ -100,6 +100,15 @@ class Environment:
         if project.get("migrations"):
             self.migrations[name] = project["migrations"]
 
+    def update_options(self, name, options):
+        """structure_update's ``options`` for database ``name``: a linked project runs its own migrations directory,
+        never the app's updater; None for a linked project without one."""
+        if name == MAIN:
+            return dict(options)
+        if name not in self.migrations:
+            return None
+        return dict(options, migrations=self.migrations[name], command=None, chdir=None)
+
     def state(self):
         if not os.path.isdir(self.catalog.env_dir(self.name)):
             return {}

@@ -22,9 +22,9 @@ def update_environment(params, check_mode=False):
         options = {key: params.get(key) for key in migrations.UPDATE_KEYS}
         result = migrations.update(environment.engine, environment.targets[MAIN], check_mode=check_mode, **options)
         result["projects"] = {}
-        for name, directory in environment.migrations.items():
+        for name in environment.migrations:
             done = migrations.update(environment.engines[name], environment.targets[name], check_mode=check_mode,
-                                     **dict(options, migrations=directory, command=None, chdir=None))
+                                     **environment.update_options(name, options))
             result["changed"] = result["changed"] or done["changed"]
             result["warnings"] = result.get("warnings", []) + done.get("warnings", [])
             result["projects"][name] = {key: done.get(key) for key in _PROJECT_KEYS}
